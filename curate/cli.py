@@ -1,0 +1,151 @@
+"""`curate run | demo | inspect | validate | schema` — thin wrappers over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_funnel", "main"]
+
+
+def format_funnel(funnel: dict[str, Any]) -> str:
+    lines = [
+        f"  inputs   {funnel['inputs']:>8}",
+        f"  fetched  {funnel['fetched']:>8}",
+    ]
+    for status in ("failed", "dropped"):
+        by_reason = funnel.get(status) or {}
+        total = sum(by_reason.values())
+        lines.append(f"  {status:<8} {total:>8}")
+        lines += [f"    {reason:<22} {n:>6}" for reason, n in by_reason.items()]
+    lines.append(f"  written  {funnel['written']:>8}")
+    return "\n".join(lines)
+
+
+def _print_result(out: Path, funnel: dict[str, Any], seconds: float) -> None:
+    print(f"\nfunnel ({seconds:.1f}s):")
+    print(format_funnel(funnel))
+    print(f"\nshards:  {out / 'shards'}")
+    print(f"ledger:  {out / 'ledger'}")
+    print(f"run.json {out / 'run.json'}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from curate.pipeline import run
+
+    res = run(
+        args.config,
+        args.output,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    _print_result(res.output, res.funnel, res.seconds)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from curate.demo import run_demo
+
+    t0 = time.perf_counter()
+    res = run_demo(
+        args.output,
+        n_items=args.items,
+        config=args.config,
+        overwrite=True,
+        progress=not args.quiet,
+        scheduler=args.scheduler,
+    )
+    _print_result(res.output, res.funnel, time.perf_counter() - t0)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from curate.ledger import funnel, open_ledger
+
+    print(format_funnel(funnel(open_ledger(args.run_dir))))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from curate.shards.validate import validate_shards
+
+    problems = validate_shards(Path(args.shards))
+    for p in problems:
+        print(f"FAIL {p}")
+    if not problems:
+        print(f"ok: {args.shards}")
+    return 1 if problems else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from curate.schemas import check_schemas, write_schemas
+
+    out = Path(args.out)
+    if args.check:
+        drift = check_schemas(out)
+        for name in drift:
+            print(f"schema drift: {out / name} (run `curate schema`)")
+        return 1 if drift else 0
+    for path in write_schemas(out):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="curate", description=__doc__)
+    p.add_argument("--version", action="version", version="curate 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a pipeline YAML into an output run directory")
+    r.add_argument("config", help="pipeline YAML, e.g. pipelines/image_text.yaml")
+    r.add_argument("-o", "--output", required=True, help="run directory")
+    r.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
+    r.add_argument("--overwrite", action="store_true", help="discard a run with another config")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(fn=_cmd_run)
+
+    d = sub.add_parser("demo", help="build and serve a synthetic web, then run demo.yaml on it")
+    d.add_argument("-o", "--output", default="demo-out", help="folder for web/ and corpus/")
+    d.add_argument("-n", "--items", type=int, default=300, help="synthetic items to generate")
+    d.add_argument("--config", help="pipeline YAML (default: pipelines/demo.yaml)")
+    d.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(fn=_cmd_demo)
+
+    i = sub.add_parser("inspect", help="print a run's funnel from its ledger")
+    i.add_argument("run_dir")
+    i.set_defaults(fn=_cmd_inspect)
+
+    v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")
+    v.add_argument("shards", help="the shards/ folder of a run")
+    v.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schemas into schemas/")
+    s.add_argument("--out", default="schemas")
+    s.add_argument("--check", action="store_true", help="fail if the checked-in files drifted")
+    s.set_defaults(fn=_cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    args = build_parser().parse_args(argv)
+    from curate.errors import CurateError
+
+    try:
+        return int(args.fn(args))
+    except CurateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished partitions are kept; rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

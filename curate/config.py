@@ -1,0 +1,206 @@
+"""Pydantic models of a pipeline YAML, one per stage.
+
+Unknown keys are errors: a typo in a config must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curate.errors import ConfigError
+
+__all__ = [
+    "EngineConfig",
+    "FetchConfig",
+    "FolderSource",
+    "HFSource",
+    "ImageConfig",
+    "IngestConfig",
+    "PipelineConfig",
+    "ShardsConfig",
+    "TableSource",
+    "config_hash",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSource(_Model):
+    """A URL list: csv, tsv, parquet or jsonl, optionally gzip-compressed."""
+
+    kind: Literal["table"] = "table"
+    path: str = Field(description="File path or glob of URL-list files.")
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
+    url_column: str = "url"
+    caption_column: str | None = "caption"
+    extra_columns: list[str] | None = Field(
+        default=None,
+        description="Columns carried into each sample's json; null carries all other columns.",
+    )
+    name: str | None = Field(
+        default=None, description="Source name used in uids; defaults to the file name."
+    )
+
+
+class FolderSource(_Model):
+    """A local folder of images with optional sidecar `.txt` captions."""
+
+    kind: Literal["folder"] = "folder"
+    path: str
+    name: str | None = None
+
+
+class HFSource(_Model):
+    """A Hugging Face `datasets` dataset saved with `save_to_disk`."""
+
+    kind: Literal["hf"] = "hf"
+    path: str
+    split: str | None = Field(default=None, description="Split of a DatasetDict.")
+    url_column: str | None = "url"
+    image_column: str | None = Field(
+        default=None, description="Column holding image bytes (an Image feature) instead of URLs."
+    )
+    caption_column: str | None = "caption"
+    extra_columns: list[str] | None = None
+    name: str | None = None
+
+
+Source = Annotated[TableSource | FolderSource | HFSource, Field(discriminator="kind")]
+
+
+class IngestConfig(_Model):
+    samples_per_partition: int = Field(default=1000, ge=1)
+
+
+class FetchConfig(_Model):
+    """HTTP client settings: every request has a connect, read and total deadline."""
+
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=10.0, gt=0)
+    total_timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=2, ge=0, description="Retries for transient failures.")
+    backoff_s: float = Field(default=0.5, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)
+    max_bytes: int = Field(default=20_000_000, ge=1)
+    max_redirects: int = Field(default=5, ge=0)
+    user_agent: str = "curate/0.1 (multimodal data curation)"
+    threads: int = Field(default=16, ge=1, description="Concurrent requests per partition.")
+
+
+class ImageConfig(_Model):
+    """Decode and resize, with img2dataset's resize-mode semantics."""
+
+    size: int = Field(default=256, ge=1)
+    resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = (
+        "border"
+    )
+    resize_only_if_bigger: bool = False
+    encode_format: Literal["jpg", "png", "webp"] = "jpg"
+    encode_quality: int = Field(default=95, ge=1, le=100)
+    max_pixels: int = Field(default=50_000_000, ge=1, description="Checked from the header.")
+    min_side: int = Field(default=1, ge=1)
+    allowed_formats: list[str] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"],
+        description="PIL format names accepted after sniffing magic bytes.",
+    )
+
+
+class ShardsConfig(_Model):
+    samples_per_shard: int = Field(default=1000, ge=1)
+
+
+class EngineConfig(_Model):
+    n_workers: int | None = Field(default=None, ge=1, description="null: one per core.")
+    threads_per_worker: int = Field(default=1, ge=1)
+    memory_limit: str = "auto"
+    task_retries: int = Field(default=2, ge=0)
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline: sources, then one section per stage."""
+
+    name: str = "corpus"
+    sources: list[Source] = Field(min_length=1)
+    ingest: IngestConfig = IngestConfig()
+    fetch: FetchConfig = FetchConfig()
+    image: ImageConfig = ImageConfig()
+    shards: ShardsConfig = ShardsConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _default_kind(cls, value: Any) -> Any:
+        """A source without `kind` is a URL table, the common case."""
+        if isinstance(value, list):
+            return [
+                {"kind": "table", **v} if isinstance(v, dict) and "kind" not in v else v
+                for v in value
+            ]
+        return value
+
+
+def _format_errors(origin: str, err: ValidationError) -> str:
+    lines = [f"{origin}: invalid pipeline config"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, origin: str = "<config>") -> PipelineConfig:
+    """Validate a mapping into a PipelineConfig; errors name the origin and key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(origin, err)) from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read a pipeline YAML; relative source paths resolve against the YAML's folder."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    cfg = parse_config(data, origin=str(p))
+    return resolve_paths(cfg, p.parent)
+
+
+def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
+    """Make source paths absolute relative to `base` so runs do not depend on the cwd."""
+    sources = []
+    for s in cfg.sources:
+        sp = Path(s.path)
+        if not sp.is_absolute():
+            s = s.model_copy(update={"path": str((base / sp).resolve())})
+        sources.append(s)
+    return cfg.model_copy(update={"sources": sources})
+
+
+def config_hash(cfg: PipelineConfig, extra: str = "") -> str:
+    """Stable hash of the resolved config (plus an input fingerprint) for resume checks."""
+    # Engine settings change where work runs, never what it writes, so they stay out.
+    data = cfg.model_dump(mode="json", exclude={"engine"})
+    payload = json.dumps(data, sort_keys=True) + extra
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,0 +1,226 @@
+"""Source readers: URL lists (via polars), image folders, saved Hugging Face datasets.
+
+Every reader returns the same ingest table, so later stages never care where a row came from.
+Each row gets a uid derived only from the source name, the row's position and its content, so
+the same input gives the same uid on any machine.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+
+from curate.config import FolderSource, HFSource, TableSource
+from curate.errors import IngestError
+
+__all__ = ["IMAGE_SUFFIXES", "INGEST_SCHEMA", "ingest", "make_uid", "read_source"]
+
+INGEST_SCHEMA: dict[str, pl.DataType] = {
+    "uid": pl.String(),
+    "source": pl.String(),
+    "url": pl.String(),
+    "path": pl.String(),
+    "image": pl.Binary(),
+    "caption": pl.String(),
+    "extra": pl.String(),
+}
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def make_uid(source: str, index: int, locator: str, caption: str | None) -> str:
+    """20 hex chars of sha256: no dots or slashes, so it doubles as a WebDataset key."""
+    h = hashlib.sha256(f"{source}\x1f{index}\x1f{locator}\x1f{caption or ''}".encode())
+    return h.hexdigest()[:20]
+
+
+def _finish(df: pl.DataFrame, source: str, locator_col: str) -> pl.DataFrame:
+    """Add source and uid columns and order columns as INGEST_SCHEMA."""
+    locators = df[locator_col].to_list() if locator_col in df.columns else [""] * df.height
+    captions = df["caption"].to_list()
+    uids = [
+        make_uid(source, i, loc or "", cap)
+        for i, (loc, cap) in enumerate(zip(locators, captions, strict=True))
+    ]
+    df = df.with_columns(pl.Series("uid", uids, pl.String()), pl.lit(source).alias("source"))
+    for name, dtype in INGEST_SCHEMA.items():
+        if name not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype).alias(name))
+    return df.select([pl.col(n).cast(t) for n, t in INGEST_SCHEMA.items()])
+
+
+def _extra_json(df: pl.DataFrame, columns: list[str]) -> pl.Expr:
+    if not columns:
+        return pl.lit("{}").alias("extra")
+    return pl.struct([pl.col(c) for c in columns]).struct.json_encode().alias("extra")
+
+
+def _table_format(path: str, declared: str) -> tuple[str, bool]:
+    gz = path.endswith(".gz")
+    if declared != "auto":
+        return declared, gz
+    stem = path[:-3] if gz else path
+    for fmt, suffixes in {
+        "csv": (".csv",),
+        "tsv": (".tsv", ".tab"),
+        "parquet": (".parquet", ".pq"),
+        "jsonl": (".jsonl", ".ndjson", ".json"),
+    }.items():
+        if stem.endswith(suffixes):
+            return fmt, gz
+    raise IngestError(f"{path}: cannot tell the format from the suffix; set `format`")
+
+
+def _read_one_table(path: str, fmt: str, gz: bool) -> pl.DataFrame:
+    raw: bytes | str = path
+    if gz:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    src = io.BytesIO(raw) if isinstance(raw, bytes) else raw
+    if fmt in ("csv", "tsv"):
+        sep = "," if fmt == "csv" else "\t"
+        return pl.read_csv(src, separator=sep, infer_schema=False, quote_char='"')
+    if fmt == "parquet":
+        return pl.read_parquet(src)
+    return pl.read_ndjson(src)
+
+
+def _expand(path: str) -> list[str]:
+    paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    if not paths:
+        raise IngestError(f"{path}: no file matches this pattern")
+    return paths
+
+
+def _select_columns(
+    df: pl.DataFrame,
+    origin: str,
+    required: list[str],
+    extra: list[str] | None,
+) -> list[str]:
+    """Check required columns exist; return the extra columns to carry."""
+    missing = [c for c in required + (extra or []) if c not in df.columns]
+    if missing:
+        raise IngestError(
+            f"{origin}: column {missing[0]!r} not found; available columns: "
+            + ", ".join(df.columns)
+        )
+    if extra is not None:
+        return extra
+    return [c for c in df.columns if c not in required]
+
+
+def read_table(src: TableSource) -> pl.DataFrame:
+    """Read a URL list (csv/tsv/parquet/jsonl, .gz too) into the ingest table."""
+    frames = []
+    for path in _expand(src.path):
+        fmt, gz = _table_format(path, src.format)
+        try:
+            frames.append(_read_one_table(path, fmt, gz))
+        except (OSError, pl.exceptions.PolarsError, EOFError) as err:
+            raise IngestError(
+                f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {err}"
+            ) from None
+    df = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    required = [src.url_column] + ([src.caption_column] if src.caption_column else [])
+    extra = _select_columns(df, src.path, required, src.extra_columns)
+    caption = (
+        pl.col(src.caption_column).cast(pl.String)
+        if src.caption_column
+        else pl.lit(None, pl.String)
+    )
+    out = df.select(
+        pl.col(src.url_column).cast(pl.String).alias("url"),
+        caption.alias("caption"),
+        _extra_json(df, extra),
+    )
+    return _finish(out, src.name or Path(src.path).name, "url")
+
+
+def read_folder(src: FolderSource) -> pl.DataFrame:
+    """Images under a folder (recursively, sorted) with same-stem `.txt` captions."""
+    root = Path(src.path)
+    if not root.is_dir():
+        raise IngestError(f"{root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    rel = [p.relative_to(root).as_posix() for p in files]
+    captions = []
+    for p in files:
+        txt = p.with_suffix(".txt")
+        captions.append(
+            txt.read_text(encoding="utf-8", errors="replace").strip() if txt.exists() else None
+        )
+    df = pl.DataFrame(
+        {
+            "path": [str(p) for p in files],
+            "locator": rel,
+            "caption": captions,
+            "extra": [json.dumps({"file": r}) for r in rel],
+        },
+        schema={"path": pl.String, "locator": pl.String, "caption": pl.String, "extra": pl.String},
+    )
+    return _finish(df, src.name or root.name, "locator")
+
+
+def read_hf(src: HFSource) -> pl.DataFrame:
+    """A dataset written by `datasets.save_to_disk`; image bytes or URLs, plus captions."""
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(src.path)
+    except (FileNotFoundError, OSError, ValueError) as err:
+        raise IngestError(f"{src.path}: cannot load a saved Hugging Face dataset: {err}") from None
+    if isinstance(ds, datasets.DatasetDict):
+        split = src.split or ("train" if "train" in ds else next(iter(ds)))
+        if split not in ds:
+            raise IngestError(f"{src.path}: split {split!r} not found; splits: {', '.join(ds)}")
+        ds = ds[split]
+    if src.image_column:
+        ds = ds.cast_column(src.image_column, datasets.Image(decode=False))
+    df = pl.from_arrow(ds.data.table)
+    assert isinstance(df, pl.DataFrame)
+    main = src.image_column or src.url_column
+    if main is None:
+        raise IngestError(f"{src.path}: set url_column or image_column")
+    required = [main] + ([src.caption_column] if src.caption_column else [])
+    extra = _select_columns(df, src.path, required, src.extra_columns)
+    caption = (
+        pl.col(src.caption_column).cast(pl.String)
+        if src.caption_column
+        else pl.lit(None, pl.String)
+    )
+    cols = [caption.alias("caption"), _extra_json(df, extra)]
+    if src.image_column:
+        cols.append(pl.col(src.image_column).struct.field("bytes").alias("image"))
+        cols.append(pl.int_range(pl.len()).cast(pl.String).alias("locator"))
+        out = df.select(cols)
+        return _finish(out, src.name or Path(src.path).name, "locator")
+    cols.append(pl.col(main).cast(pl.String).alias("url"))
+    return _finish(df.select(cols), src.name or Path(src.path).name, "url")
+
+
+def read_source(src: TableSource | FolderSource | HFSource) -> pl.DataFrame:
+    if isinstance(src, TableSource):
+        return read_table(src)
+    if isinstance(src, FolderSource):
+        return read_folder(src)
+    return read_hf(src)
+
+
+def ingest(sources: list[TableSource | FolderSource | HFSource]) -> pl.DataFrame:
+    """All sources, in config order; raises IngestError before any work starts."""
+    frames = [read_source(s) for s in sources]
+    df = pl.concat(frames) if len(frames) > 1 else frames[0]
+    dup = df.filter(pl.col("uid").is_duplicated())
+    if dup.height:
+        raise IngestError(
+            "two sources give the same uid (source names must differ): "
+            + ", ".join(sorted(dup["source"].unique().to_list()))
+        )
+    return df

@@ -1,0 +1,86 @@
+"""The ledger: one row per input sample saying what happened to it and where it ended up.
+
+It answers "why was X dropped?" and "where is X?" for every input, whatever its fate.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+
+from curate.io.atomic import write_bytes
+
+__all__ = ["LEDGER_SCHEMA", "funnel", "open_ledger", "raw_table", "write_ledger"]
+
+LEDGER_SCHEMA: dict[str, pl.DataType] = {
+    "uid": pl.String(),
+    "source": pl.String(),
+    "url": pl.String(),
+    "path": pl.String(),
+    "caption": pl.String(),
+    "status": pl.String(),
+    "reason": pl.String(),
+    "detail": pl.String(),
+    "stage": pl.String(),
+    "width": pl.Int32(),
+    "height": pl.Int32(),
+    "original_width": pl.Int32(),
+    "original_height": pl.Int32(),
+    "bytes": pl.Int64(),
+    "partition": pl.String(),
+    "shard": pl.String(),
+    "key": pl.String(),
+}
+
+
+def raw_table(run_dir: Path) -> pl.DataFrame:
+    """Every raw partition's rows in input order, with the partition name."""
+    files = sorted((run_dir / "raw").glob("*.parquet"))
+    frames = [pl.read_parquet(f).with_columns(partition=pl.lit(f.stem)) for f in files]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=LEDGER_SCHEMA)
+
+
+def write_ledger(run_dir: Path, table: pl.DataFrame, placement: pl.DataFrame) -> None:
+    """Join where each kept uid landed; write one ledger parquet per raw partition."""
+    led = table.join(placement, on="uid", how="left").with_columns(
+        status=pl.when(pl.col("shard").is_not_null())
+        .then(pl.lit("written"))
+        .otherwise(pl.col("status"))
+    )
+    led = led.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
+    for (part,), group in led.group_by(["partition"], maintain_order=True):
+        buf = io.BytesIO()
+        group.write_parquet(buf, compression="zstd", statistics=False)
+        write_bytes(run_dir / "ledger" / f"{part}.parquet", buf.getvalue())
+
+
+def open_ledger(path: str | Path) -> pl.LazyFrame:
+    """Lazily scan a run's ledger; `path` is the run directory or its ledger/ folder."""
+    p = Path(path)
+    folder = p / "ledger" if (p / "ledger").is_dir() else p
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"{folder}: no ledger parquet files (has the run finished?)")
+    return pl.scan_parquet(str(folder / "*.parquet"))
+
+
+def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
+    """Counts from inputs to written, failures and drops by reason."""
+    df = ledger.lazy().select("status", "reason", "stage").collect()
+    fetch_failed = (df["status"] == "failed") & (df["stage"] == "fetch")
+    by_reason = (
+        df.filter(pl.col("status") != "written")
+        .group_by("status", "reason")
+        .len()
+        .sort(["status", "len", "reason"], descending=[False, True, False])
+    )
+    out: dict[str, object] = {
+        "inputs": df.height,
+        "fetched": int(df.height - fetch_failed.sum()),
+        "written": int((df["status"] == "written").sum()),
+    }
+    for status in ("failed", "dropped"):
+        rows = by_reason.filter(pl.col("status") == status)
+        out[status] = {r: int(n) for _, r, n in rows.iter_rows()}
+    return out

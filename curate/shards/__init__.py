@@ -1,0 +1,1 @@
+"""Shard writing, reading, final resharding and the manifest."""

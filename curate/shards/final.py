@@ -1,0 +1,76 @@
+"""Final shards: kept samples from raw partitions, resharded to a fixed size, in input order.
+
+The plan is a pure function of the raw parquets, so every final shard can be written by any
+worker, alone, and rewritten byte-identically after a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.io.atomic import write_json
+from curate.shards.tar import TarShardWriter, iter_tar_samples
+
+__all__ = ["ShardPlan", "plan_shards", "write_final_shard"]
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    index: int
+    name: str
+    # (raw partition name, uid) in output order
+    members: tuple[tuple[str, str], ...]
+
+
+def plan_shards(kept: pl.DataFrame, samples_per_shard: int) -> list[ShardPlan]:
+    """Assign kept rows (columns `partition`, `uid`, in order) to consecutive final shards."""
+    plans = []
+    parts = kept["partition"].to_list()
+    uids = kept["uid"].to_list()
+    for start in range(0, len(uids), samples_per_shard):
+        i = start // samples_per_shard
+        stop = start + samples_per_shard
+        members = tuple(zip(parts[start:stop], uids[start:stop], strict=True))
+        plans.append(ShardPlan(index=i, name=f"{i:05d}", members=members))
+    return plans
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
+    """Copy the planned samples out of their raw tars into shards/NNNNN.tar, marker last."""
+    root = Path(run_dir)
+    wanted: dict[str, set[str]] = {}
+    for part, uid in plan.members:
+        wanted.setdefault(part, set()).add(uid)
+    found: dict[str, dict[str, bytes]] = {}
+    for part, uids in wanted.items():
+        for key, members in iter_tar_samples(root / "raw" / f"{part}.tar"):
+            if key in uids:
+                found[key] = members
+    missing = [uid for _, uid in plan.members if uid not in found]
+    if missing:
+        raise RuntimeError(f"shard {plan.name}: {len(missing)} planned samples missing from raw")
+    path = root / "shards" / f"{plan.name}.tar"
+    with TarShardWriter(path) as tar:
+        for _, uid in plan.members:
+            tar.write(uid, found[uid])
+    summary = {
+        "shard": f"{plan.name}.tar",
+        "samples": len(plan.members),
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+    }
+    write_json(root / "state" / "shards" / f"{plan.name}.done.json", summary)
+    return summary

@@ -1,0 +1,78 @@
+"""Hermetic test settings and shared fixtures: a synthetic web served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import curate
+from curate.pipeline import RunResult
+from curate.testing import SyntheticWeb, WebServer, build_web, serve_web
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def web(tmp_path_factory: pytest.TempPathFactory) -> SyntheticWeb:
+    return build_web(tmp_path_factory.mktemp("web"), n_items=60, seed=1)
+
+
+@pytest.fixture(scope="session")
+def server(web: SyntheticWeb) -> Iterator[WebServer]:
+    with serve_web(web.root, max_requests=20000, max_seconds=900) as srv:
+        yield srv
+
+
+FETCH = {
+    "connect_timeout_s": 2,
+    "read_timeout_s": 2,
+    "total_timeout_s": 2,
+    "retries": 2,
+    "backoff_s": 0.05,
+    "max_retry_after_s": 2,
+    "max_bytes": 5_000_000,
+    "threads": 8,
+}
+
+
+def pipeline_yaml(folder: Path, urls: Path, **overrides: Any) -> Path:
+    cfg: dict[str, Any] = {
+        "name": "e2e",
+        "sources": [{"path": str(urls), "url_column": "url", "caption_column": "caption"}],
+        "ingest": {"samples_per_partition": 16},
+        "fetch": FETCH,
+        "image": {"size": 96, "resize_mode": "border", "encode_quality": 85},
+        "shards": {"samples_per_shard": 20},
+        "engine": {"n_workers": 2},
+    }
+    for section, values in overrides.items():
+        cfg[section] = {**cfg.get(section, {}), **values}
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="session")
+def urls(web: SyntheticWeb, server: WebServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return web.write_url_list(tmp_path_factory.mktemp("list") / "urls.csv", server.base_url)
+
+
+@pytest.fixture(scope="session")
+def config_path(urls: Path) -> Path:
+    return pipeline_yaml(urls.parent, urls)
+
+
+@pytest.fixture(scope="session")
+def finished(config_path: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    out = tmp_path_factory.mktemp("run") / "out"
+    return curate.run(config_path, out, progress=False)

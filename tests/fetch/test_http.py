@@ -1,0 +1,120 @@
+"""The HTTP client against the real local fault server: each failure has its own reason."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from curate.config import FetchConfig
+from curate.errors import SampleFailure
+from curate.fetch.http import fetch_url, is_opted_out, make_session
+from curate.testing import SyntheticWeb, WebServer
+
+CFG = FetchConfig(
+    connect_timeout_s=2,
+    read_timeout_s=2,
+    total_timeout_s=2,
+    retries=2,
+    backoff_s=0.05,
+    max_retry_after_s=2,
+    max_bytes=5_000_000,
+)
+
+
+def first_file(web: SyntheticWeb) -> str:
+    route = web.truth.filter(web.truth["route"].str.starts_with("/img/"))["route"][0]
+    return route.rsplit("/", 1)[1]
+
+
+def reason(url: str, cfg: FetchConfig = CFG) -> str:
+    with pytest.raises(SampleFailure) as exc:
+        fetch_url(url, cfg, make_session(cfg))
+    return exc.value.reason
+
+
+def test_ok_returns_exact_bytes(web: SyntheticWeb, server: WebServer) -> None:
+    name = first_file(web)
+    body = fetch_url(f"{server.base_url}/img/{name}", CFG, make_session(CFG))
+    assert body == (web.root / "files" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        ("/fault/404/{f}", "http_404"),
+        ("/fault/410/{f}", "http_410"),
+        ("/fault/500/{f}", "http_500"),
+        ("/fault/empty/{f}", "empty"),
+        ("/fault/redirect-loop/{f}", "too_many_redirects"),
+        ("/fault/truncated/{f}", "truncated"),
+        ("/fault/optout/{f}", "optout"),
+        ("/img/does-not-exist.jpg", "http_404"),
+    ],
+)
+def test_failures_have_reasons(
+    web: SyntheticWeb, server: WebServer, route: str, expected: str
+) -> None:
+    assert reason(server.base_url + route.format(f=first_file(web))) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://x/a.jpg", "data:image/png;base64,AA", "/tmp/a.jpg"]
+)
+def test_bad_schemes_refused_before_io(url: str) -> None:
+    assert reason(url) == "bad_scheme"
+
+
+def test_500_is_retried_then_reported(web: SyntheticWeb, server: WebServer) -> None:
+    before = server.requests_served
+    assert reason(f"{server.base_url}/fault/500/{first_file(web)}") == "http_500"
+    assert server.requests_served - before == 1 + CFG.retries
+
+
+def test_429_honours_retry_after_then_succeeds(web: SyntheticWeb, server: WebServer) -> None:
+    name = web.truth.filter(web.truth["fault"] == "429")["route"][0].rsplit("/", 1)[1]
+    t0 = time.monotonic()
+    body = fetch_url(f"{server.base_url}/fault/429/{name}", CFG, make_session(CFG))
+    assert time.monotonic() - t0 >= 0.95  # Retry-After: 1
+    assert body == (web.root / "files" / name).read_bytes()
+
+
+def test_redirect_chain_is_followed(web: SyntheticWeb, server: WebServer) -> None:
+    name = first_file(web)
+    body = fetch_url(f"{server.base_url}/fault/redirect/3/{name}", CFG, make_session(CFG))
+    assert body == (web.root / "files" / name).read_bytes()
+    short = CFG.model_copy(update={"max_redirects": 2})
+    assert reason(f"{server.base_url}/fault/redirect/3/{name}", short) == "too_many_redirects"
+
+
+def test_slow_body_hits_the_total_deadline(web: SyntheticWeb, server: WebServer) -> None:
+    t0 = time.monotonic()
+    assert reason(f"{server.base_url}/fault/slow/{first_file(web)}") == "timeout"
+    assert time.monotonic() - t0 < CFG.total_timeout_s + 1.5
+
+
+@pytest.mark.parametrize("route", ["/fault/big/{f}", "/fault/big-chunked/{f}"])
+def test_oversized_bodies_are_cut(web: SyntheticWeb, server: WebServer, route: str) -> None:
+    assert reason(server.base_url + route.format(f=first_file(web))) == "too_large"
+
+
+def test_connection_refused_and_dns() -> None:
+    assert reason("http://127.0.0.1:9/x.jpg") == "connection_error"
+    assert reason("http://no-such-host.invalid/x.jpg") == "dns_error"
+
+
+def test_optout_scoping() -> None:
+    ua = "curate/0.1 (x)"
+    assert is_opted_out(["noai"], ua)
+    assert is_opted_out(["noindex, noimageai"], ua)
+    assert is_opted_out(["curate: noai"], ua)
+    assert not is_opted_out(["otherbot: noai"], ua)
+    assert not is_opted_out(["noindex"], ua)
+
+
+def test_optout_other_agent_is_fetched(web: SyntheticWeb, server: WebServer) -> None:
+    name = first_file(web)
+    body = fetch_url(f"{server.base_url}/fault/optout-other/{name}", CFG, make_session(CFG))
+    assert body == (web.root / "files" / name).read_bytes()
+    assert requests.get(f"{server.base_url}/fault/optout/{name}", timeout=5).headers["X-Robots-Tag"]

@@ -1,0 +1,277 @@
+"""End to end over the local fault server: ledger, shards, real readers, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from conftest import pipeline_yaml
+
+import curate
+from curate.errors import ConfigMismatchError
+from curate.pipeline import RunResult
+from curate.shards.validate import validate_shards
+from curate.testing import SyntheticWeb, WebServer
+
+
+def test_every_input_has_a_ledger_row_with_the_planted_reason(
+    finished: RunResult, web: SyntheticWeb, server: WebServer
+) -> None:
+    ledger = curate.open_ledger(finished.output).collect()
+    truth = web.truth.with_columns(url=pl.lit(server.base_url) + pl.col("route"))
+    assert ledger.height == truth.height
+    assert ledger["uid"].n_unique() == ledger.height
+    joined = truth.join(ledger, on="url", how="left", validate="1:1")
+    expected_ok = joined.filter(pl.col("expected_status") == "ok")
+    assert expected_ok["status"].to_list() == ["written"] * expected_ok.height
+    failed = joined.filter(pl.col("expected_status") == "failed")
+    assert failed.height > 0
+    mismatch = failed.filter(pl.col("reason") != pl.col("expected_reason"))
+    assert mismatch.height == 0, mismatch.select("route", "reason", "expected_reason", "detail")
+    written = ledger.filter(pl.col("status") == "written")
+    assert written["shard"].null_count() == 0 and (written["key"] == written["uid"]).all()
+    assert (
+        ledger.filter(pl.col("status") != "written")["shard"].null_count()
+        == ledger.height - written.height
+    )
+    assert finished.funnel["written"] == written.height
+    assert finished.funnel["inputs"] == truth.height
+    assert sum(finished.funnel["failed"].values()) == failed.height
+
+
+def test_shards_are_sound_and_match_the_ledger(finished: RunResult) -> None:
+    shards = finished.output / "shards"
+    assert validate_shards(shards) == []
+    sizes = json.loads((shards / "sizes.json").read_text())
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert sum(sizes.values()) == finished.funnel["written"] == manifest["total_samples"]
+    assert sorted(sizes) == sorted(p.name for p in shards.glob("*.tar"))
+    assert list(sizes.values())[:-1] == [20] * (len(sizes) - 1)
+    assert manifest["members"] == ["jpg", "json", "txt"]
+    run_json = json.loads((finished.output / "run.json").read_text())
+    assert run_json["config_hash"] == manifest["config_hash"]
+    assert run_json["finished_at"] and run_json["funnel"] == finished.funnel
+    assert not list(finished.output.rglob("*.tmp"))
+
+
+def test_webdataset_reads_the_shards_unchanged(finished: RunResult) -> None:
+    import webdataset as wds
+
+    shards = finished.output / "shards"
+    sizes = json.loads((shards / "sizes.json").read_text())
+    urls = [str(shards / name) for name in sorted(sizes)]
+    ledger = curate.open_ledger(finished.output).collect()
+    captions = dict(zip(ledger["uid"], ledger["caption"], strict=True))
+    n = 0
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil"):
+        n += 1
+        assert sample["jpg"].size == (96, 96)
+        assert sample["txt"] == (captions[sample["__key__"]] or "")
+        assert sample["json"]["uid"] == sample["__key__"]
+    assert n == sum(sizes.values())
+
+
+def test_hugging_face_datasets_reads_the_shards(finished: RunResult, tmp_path: Path) -> None:
+    import datasets
+
+    shards = finished.output / "shards"
+    sizes = json.loads((shards / "sizes.json").read_text())
+    ds = datasets.load_dataset(str(shards), split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == sum(sizes.values())
+    row = ds[0]
+    assert row["jpg"].size == (96, 96) and isinstance(row["txt"], str)
+    assert "--" not in row["__key__"] and "." not in row["__key__"]
+
+
+def test_rerun_of_a_finished_run_is_a_no_op_with_same_bytes(
+    finished: RunResult, config_path: Path
+) -> None:
+    before = {p: p.read_bytes() for p in sorted((finished.output / "shards").iterdir())}
+    again = curate.run(config_path, finished.output, progress=False)
+    assert again.funnel == finished.funnel
+    assert {p: p.read_bytes() for p in sorted((finished.output / "shards").iterdir())} == before
+
+
+def test_changed_config_is_refused_with_the_hash(
+    finished: RunResult, urls: Path, tmp_path: Path
+) -> None:
+    changed = pipeline_yaml(tmp_path, urls, image={"size": 64})
+    with pytest.raises(ConfigMismatchError, match="config hash"):
+        curate.run(changed, finished.output, progress=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "run", str(changed), "-o", str(finished.output), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--overwrite" in proc.stderr and "config hash" in proc.stderr
+
+
+def test_overwrite_replaces_a_run_with_another_config(
+    web: SyntheticWeb, server: WebServer, tmp_path: Path
+) -> None:
+    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    small = web.url_list(server.base_url).filter(pl.col("item_id").is_in(good["item_id"])).head(6)
+    small.write_parquet(tmp_path / "small.parquet")
+    out = tmp_path / "out"
+    first = curate.run(
+        pipeline_yaml(tmp_path, tmp_path / "small.parquet", engine={"n_workers": 1}),
+        out,
+        progress=False,
+    )
+    assert first.funnel["written"] == 6
+    other = pipeline_yaml(
+        tmp_path, tmp_path / "small.parquet", image={"size": 48}, engine={"n_workers": 1}
+    )
+    second = curate.run(other, out, progress=False, overwrite=True)
+    assert second.funnel["written"] == 6
+    import webdataset as wds
+
+    sample = next(
+        iter(wds.WebDataset(str(out / "shards" / "00000.tar"), shardshuffle=False).decode("pil"))
+    )
+    assert sample["jpg"].size == (48, 48)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """The outputs a resumed run must reproduce byte for byte."""
+    files = sorted(
+        [*(out / "shards").iterdir(), *(out / "ledger").iterdir(), *(out / "raw").iterdir()]
+    )
+    return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
+
+
+def test_resume_after_kill_is_byte_identical(
+    finished: RunResult, config_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curate", "run", str(config_path), "-o", str(out), "-q"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((out / "raw").glob("*.done.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = {p.name for p in (out / "raw").glob("*.done.json")}
+    assert done_before, "the run was killed before any partition finished"
+    assert not (out / "shards" / "manifest.json").exists(), "killed too late to test resume"
+    resumed = curate.run(config_path, out, progress=False)
+    assert resumed.funnel == finished.funnel
+    assert snapshot(out) == snapshot(finished.output)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_real_dask_scheduler_and_worker(
+    web: SyntheticWeb, server: WebServer, tmp_path: Path
+) -> None:
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    common: dict[str, Any] = {
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+        "cwd": tmp_path,
+    }
+    scheduler = subprocess.Popen(
+        [
+            str(bindir / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        **common,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        worker = subprocess.Popen(
+            [
+                str(bindir / "dask"),
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            **common,
+        )
+        small = web.url_list(server.base_url).head(12)
+        small.write_parquet(tmp_path / "small.parquet")
+        cfg = pipeline_yaml(tmp_path, tmp_path / "small.parquet")
+        res = curate.run(cfg, tmp_path / "out", scheduler=address, progress=False)
+        assert res.funnel["inputs"] == 12
+        assert validate_shards(tmp_path / "out" / "shards") == []
+        from distributed import Client
+
+        with Client(address, timeout="20s") as client:
+            logs = client.run(lambda: "ok")
+            assert list(logs.values()) == ["ok"]  # the subprocess worker was the one connected
+    finally:
+        for p in (worker, scheduler):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "curate", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def test_cli_errors_are_clear_and_mark_nothing_done(urls: Path, tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("sources: [\n")
+    proc = cli("run", str(bad_yaml), "-o", str(tmp_path / "o1"), cwd=tmp_path)
+    assert proc.returncode == 2 and "bad.yaml: not valid YAML" in proc.stderr
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(f"sources:\n  - path: {urls}\nimage:\n  sise: 3\n")
+    proc = cli("run", str(typo), "-o", str(tmp_path / "o2"), cwd=tmp_path)
+    assert proc.returncode == 2 and "image.sise: unknown key" in proc.stderr
+
+    missing = pipeline_yaml(tmp_path, urls, **{})
+    text = missing.read_text().replace("caption_column: caption", "caption_column: alt_text")
+    missing.write_text(text)
+    proc = cli("run", str(missing), "-o", str(tmp_path / "o3"), cwd=tmp_path)
+    assert proc.returncode == 2 and "column 'alt_text' not found" in proc.stderr
+
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"PAR1 nope")
+    unreadable = pipeline_yaml(tmp_path, garbage)
+    proc = cli("run", str(unreadable), "-o", str(tmp_path / "o4"), cwd=tmp_path)
+    assert proc.returncode == 2 and "garbage.parquet: cannot read as parquet" in proc.stderr
+
+    for name in ("o1", "o2", "o3", "o4"):
+        assert not list((tmp_path / name).rglob("*.done.json"))
