@@ -115,21 +115,25 @@ def fetch_partition(cfg: PipelineConfig, run_dir: str, index: int) -> dict[str, 
     name = partition_name(index)
     rows = pl.read_parquet(root / "ingest" / f"{name}.parquet").to_dicts()
     local = threading.local()
-    with ThreadPoolExecutor(max_workers=cfg.fetch.threads) as pool:
-        results = list(pool.map(lambda r: _process(r, cfg, local), rows))
-    raw = root / "raw"
-    with TarShardWriter(raw / f"{name}.tar") as tar:
-        for row, (record, img) in zip(rows, results, strict=True):
-            if img is None:
-                continue
-            caption = (row["caption"] or "").encode()
-            tar.write(
-                record["uid"], {img.ext: img.data, "txt": caption, "json": sample_json(row, record)}
-            )
-    table = pl.DataFrame([r for r, _ in results], schema=RAW_SCHEMA)
+    records: list[dict[str, Any]] = []
+    # map() yields in input order while later rows are still fetching, so images stream
+    # into the tar instead of the whole partition being held in memory.
+    with (
+        ThreadPoolExecutor(max_workers=cfg.fetch.threads) as pool,
+        TarShardWriter(root / "raw" / f"{name}.tar") as tar,
+    ):
+        for row, (record, img) in zip(
+            rows, pool.map(lambda r: _process(r, cfg, local), rows), strict=True
+        ):
+            records.append(record)
+            if img is not None:
+                members = {img.ext: img.data, "txt": (row["caption"] or "").encode()}
+                members["json"] = sample_json(row, record)
+                tar.write(record["uid"], members)
+    table = pl.DataFrame(records, schema=RAW_SCHEMA)
     buf = io.BytesIO()
     table.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(raw / f"{name}.parquet", buf.getvalue())
+    write_bytes(root / "raw" / f"{name}.parquet", buf.getvalue())
     counts = table.group_by("reason").len().sort("reason", nulls_last=True)
     summary = {
         "partition": index,
@@ -137,5 +141,5 @@ def fetch_partition(cfg: PipelineConfig, run_dir: str, index: int) -> dict[str, 
         "ok": int((table["status"] == "ok").sum()),
         "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
     }
-    write_json(raw / f"{name}.done.json", summary)
+    write_json(root / "raw" / f"{name}.done.json", summary)
     return summary

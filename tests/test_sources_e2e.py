@@ -1,0 +1,134 @@
+"""Local sources through the whole pipeline: a folder of images and a saved HF dataset."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+from PIL import Image
+
+import curate
+from curate.shards.validate import validate_shards
+
+ENGINE = {"n_workers": 1}
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (120, 80)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_folder_source_end_to_end(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "red.jpg").write_bytes(jpeg((255, 0, 0)))
+    (root / "red.txt").write_text("a red rectangle")
+    (root / "blue.png").write_bytes(jpeg((0, 0, 255)))  # JPEG bytes named .png: magic decides
+    (root / "cut.jpg").write_bytes(jpeg((0, 255, 0))[:300])
+    (root / "page.jpg").write_bytes(b"<html>not an image</html>")
+    cfg = {
+        "sources": [{"kind": "folder", "path": str(root)}],
+        "image": {"size": 64, "resize_mode": "center_crop"},
+        "engine": ENGINE,
+    }
+    res = curate.run(cfg, tmp_path / "out", progress=False)
+    ledger = curate.open_ledger(tmp_path / "out").collect().sort("path")
+    got = dict(zip([Path(p).name for p in ledger["path"]], ledger["reason"], strict=True))
+    assert got == {
+        "blue.png": None,
+        "cut.jpg": "decode_error",
+        "page.jpg": "not_image",
+        "red.jpg": None,
+    }
+    assert res.funnel["written"] == 2
+    assert validate_shards(tmp_path / "out" / "shards") == []
+    import webdataset as wds
+
+    samples = list(
+        wds.WebDataset(str(tmp_path / "out/shards/00000.tar"), shardshuffle=False).decode("pil")
+    )
+    by_file = {s["json"]["file"]: s for s in samples}
+    assert by_file["red.jpg"]["txt"] == "a red rectangle" and by_file["blue.png"]["txt"] == ""
+    assert by_file["red.jpg"]["jpg"].size == (64, 64)
+    assert by_file["red.jpg"]["jpg"].getpixel((32, 32))[0] > 200
+
+
+def test_hf_source_end_to_end(tmp_path: Path) -> None:
+    import datasets
+
+    feats = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict(
+        {
+            "image": [{"bytes": jpeg((0, 200, 0)), "path": None}, {"bytes": b"junk", "path": None}],
+            "text": ["green", "broken"],
+        },
+        features=feats,
+    )
+    ds.save_to_disk(str(tmp_path / "ds"))
+    cfg = {
+        "sources": [
+            {
+                "kind": "hf",
+                "path": str(tmp_path / "ds"),
+                "image_column": "image",
+                "caption_column": "text",
+            }
+        ],
+        "image": {"size": 32},
+        "engine": ENGINE,
+    }
+    res = curate.run(cfg, tmp_path / "out", progress=False)
+    ledger = curate.open_ledger(tmp_path / "out").collect()
+    assert ledger.select("caption", "status", "reason").rows() == [
+        ("green", "written", None),
+        ("broken", "failed", "not_image"),
+    ]
+    assert res.funnel["written"] == 1
+
+
+def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "demo", "-o", str(out), "-n", "40", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "funnel" in proc.stdout and "written" in proc.stdout
+    truth = pl.read_parquet(out / "web" / "truth.parquet")
+    ledger = curate.open_ledger(out / "corpus").collect()
+    assert ledger.height == truth.height
+    assert (
+        ledger.filter(pl.col("status") == "written").height
+        == truth.filter(pl.col("expected_status") == "ok").height
+    )
+    sizes = json.loads((out / "corpus" / "shards" / "sizes.json").read_text())
+    inspect = subprocess.run(
+        [sys.executable, "-m", "curate", "inspect", str(out / "corpus")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert inspect.returncode == 0 and f"written  {sum(sizes.values()):>8}" in inspect.stdout
+    check = subprocess.run(
+        [sys.executable, "-m", "curate", "validate", str(out / "corpus" / "shards")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0 and check.stdout.startswith("ok:")
+    shard = out / "corpus" / "shards" / "00000.tar"
+    shard.write_bytes(shard.read_bytes()[:5000])
+    check = subprocess.run(
+        [sys.executable, "-m", "curate", "validate", str(out / "corpus" / "shards")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 1 and "FAIL 00000.tar" in check.stdout
