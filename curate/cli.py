@@ -43,6 +43,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        retry_failed=args.retry_failed,
     )
     _print_result(res.output, res.funnel, res.seconds)
     return 0
@@ -106,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="run directory")
     r.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
     r.add_argument("--overwrite", action="store_true", help="discard a run with another config")
+    r.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-fetch inputs of an earlier run that failed transiently, merging them in",
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     r.set_defaults(fn=_cmd_run)
 

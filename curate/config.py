@@ -83,11 +83,11 @@ class IngestConfig(_Model):
 
 
 class FetchConfig(_Model):
-    """HTTP client settings: every request has a connect, read and total deadline."""
+    """HTTP client settings: safe and polite by default, every request under one deadline."""
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
     read_timeout_s: float = Field(default=10.0, gt=0)
-    total_timeout_s: float = Field(default=30.0, gt=0)
+    total_timeout_s: float = Field(default=30.0, gt=0, description="Whole request, all hops.")
     retries: int = Field(default=2, ge=0, description="Retries for transient failures.")
     backoff_s: float = Field(default=0.5, ge=0)
     max_retry_after_s: float = Field(default=10.0, ge=0)
@@ -95,6 +95,37 @@ class FetchConfig(_Model):
     max_redirects: int = Field(default=5, ge=0)
     user_agent: str = "curate/0.1 (multimodal data curation)"
     threads: int = Field(default=16, ge=1, description="Concurrent requests per partition.")
+    allow_private_networks: bool = Field(
+        default=False,
+        description="Allow loopback/private/link-local targets (tests and the demo only).",
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="CIDRs allowed even though they are not public."
+    )
+    dns_cache_ttl_s: float = Field(default=300.0, ge=0)
+    per_domain_concurrency: int = Field(
+        default=16, ge=1, description="Requests in flight per host, for the whole run."
+    )
+    per_domain_rate_per_s: float | None = Field(
+        default=None, gt=0, description="Request starts per second per host; null: no limit."
+    )
+    optout_directives: list[str] = Field(
+        default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],
+        description="X-Robots-Tag directives that mean: do not keep this item.",
+    )
+    robots_txt: bool = Field(default=False, description="Honour robots.txt (one fetch per host).")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a CIDR network: {net!r}") from None
+        return value
 
 
 class ImageConfig(_Model):
@@ -109,6 +140,7 @@ class ImageConfig(_Model):
     encode_quality: int = Field(default=95, ge=1, le=100)
     max_pixels: int = Field(default=50_000_000, ge=1, description="Checked from the header.")
     min_side: int = Field(default=1, ge=1)
+    max_aspect_ratio: float | None = Field(default=None, ge=1, description="null: any ratio.")
     allowed_formats: list[str] = Field(
         default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP"],
         description="PIL format names accepted after sniffing magic bytes.",

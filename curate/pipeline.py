@@ -22,7 +22,8 @@ from curate.config import PipelineConfig, config_hash, load_config, parse_config
 from curate.engine.cluster import dask_client
 from curate.engine.rundir import finish_run, start_run
 from curate.engine.runner import StageTask, run_tasks
-from curate.fetch.partition import fetch_partition, partition_name
+from curate.fetch.http import RETRY_FAILED_REASONS
+from curate.fetch.partition import fetch_partition, partition_name, retryable_partitions
 from curate.io.atomic import write_bytes
 from curate.io.sources import ingest
 from curate.ledger import funnel, open_ledger, raw_table, write_ledger
@@ -40,6 +41,7 @@ class RunContext:
     progress: bool
     config_hash: str
     n_partitions: int
+    retry_failed: bool = False
     results: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,18 +59,32 @@ class RunResult:
 
 
 def _fetch(ctx: RunContext) -> None:
+    share = 1.0 / max(1, len(ctx.client.scheduler_info()["workers"]))
+    raw = ctx.out / "raw"
     tasks = [
         StageTask(
             i,
-            ctx.out / "raw" / f"{partition_name(i)}.done.json",
+            raw / f"{partition_name(i)}.done.json",
             fetch_partition,
-            (ctx.cfg, str(ctx.out), i),
+            (ctx.cfg, str(ctx.out), i, share),
         )
         for i in range(ctx.n_partitions)
     ]
-    run_tasks(
-        ctx.client, "fetch", tasks, retries=ctx.cfg.engine.task_retries, progress=ctx.progress
-    )
+    retries, progress = ctx.cfg.engine.task_retries, ctx.progress
+    run_tasks(ctx.client, "fetch", tasks, retries=retries, progress=progress)
+    if not ctx.retry_failed:
+        return
+    again = [
+        StageTask(
+            i,
+            raw / f"{partition_name(i)}.done.json",
+            fetch_partition,
+            (ctx.cfg, str(ctx.out), i, share, RETRY_FAILED_REASONS),
+            force=True,
+        )
+        for i in retryable_partitions(ctx.out, RETRY_FAILED_REASONS)
+    ]
+    run_tasks(ctx.client, "retry", again, retries=retries, progress=progress)
 
 
 def _shards(ctx: RunContext) -> None:
@@ -92,6 +108,10 @@ def _shards(ctx: RunContext) -> None:
         schema={"uid": pl.String, "shard": pl.String, "key": pl.String},
         orient="row",
     )
+    planned = {f"{p.name}.tar" for p in plans}
+    for stale in (ctx.out / "shards").glob("*.tar"):
+        if stale.name not in planned:  # left by an earlier plan with more shards
+            stale.unlink()
     write_ledger(ctx.out, table, placement)
     ctx.results["funnel"] = funnel(open_ledger(ctx.out))
     members = sorted([ctx.cfg.image.encode_format, "json", "txt"])
@@ -135,8 +155,13 @@ def run(
     scheduler: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    retry_failed: bool = False,
 ) -> RunResult:
-    """Run a pipeline into `output`; resumes a finished-in-part run with the same config."""
+    """Run a pipeline into `output`; resumes a finished-in-part run with the same config.
+
+    `retry_failed` re-fetches rows of an earlier run that failed transiently (5xx, 429,
+    timeouts, dropped connections) and merges them into the same output.
+    """
     t0 = time.perf_counter()
     cfg = coerce_config(config)
     out = Path(output).resolve()
@@ -147,7 +172,7 @@ def run(
     with dask_client(cfg.engine, scheduler, quiet=not progress) as client:
         if progress:
             print(f"dask dashboard: {client.dashboard_link}", flush=True)
-        ctx = RunContext(cfg, out, client, progress, chash, n_parts)
+        ctx = RunContext(cfg, out, client, progress, chash, n_parts, retry_failed)
         for stage in STAGES:
             stage.run(ctx)
     finish_run(out, info, ctx.results["funnel"])

@@ -42,6 +42,7 @@ FETCH = {
     "max_retry_after_s": 2,
     "max_bytes": 5_000_000,
     "threads": 8,
+    "allowed_networks": ["127.0.0.1/32"],
 }
 
 

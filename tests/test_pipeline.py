@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -140,40 +138,6 @@ def test_overwrite_replaces_a_run_with_another_config(
         iter(wds.WebDataset(str(out / "shards" / "00000.tar"), shardshuffle=False).decode("pil"))
     )
     assert sample["jpg"].size == (48, 48)
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    """The outputs a resumed run must reproduce byte for byte."""
-    files = sorted(
-        [*(out / "shards").iterdir(), *(out / "ledger").iterdir(), *(out / "raw").iterdir()]
-    )
-    return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
-
-
-def test_resume_after_kill_is_byte_identical(
-    finished: RunResult, config_path: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "curate", "run", str(config_path), "-o", str(out), "-q"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((out / "raw").glob("*.done.json")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    done_before = {p.name for p in (out / "raw").glob("*.done.json")}
-    assert done_before, "the run was killed before any partition finished"
-    assert not (out / "shards" / "manifest.json").exists(), "killed too late to test resume"
-    resumed = curate.run(config_path, out, progress=False)
-    assert resumed.funnel == finished.funnel
-    assert snapshot(out) == snapshot(finished.output)
-    assert not list(out.rglob("*.tmp"))
 
 
 def test_real_dask_scheduler_and_worker(

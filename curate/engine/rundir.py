@@ -63,6 +63,8 @@ def start_run(out: Path, cfg: PipelineConfig, chash: str, overwrite: bool) -> di
     elif out.exists() and overwrite:
         _clear(out)
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.rglob("*.tmp"):  # left by a killed run; no other run writes here
+        tmp.unlink(missing_ok=True)
     info: dict[str, Any] = {
         "name": cfg.name,
         "config": cfg.model_dump(mode="json"),

@@ -16,12 +16,23 @@ __all__ = ["StageTask", "run_tasks"]
 
 @dataclass(frozen=True)
 class StageTask:
-    """One unit of a stage: done when `marker` exists (written last by `fn`)."""
+    """One unit of a stage: done when `marker` exists (written last by `fn`) and, if given,
+    `expect` is a subset of it (e.g. the digest of the plan the marker was written for)."""
 
     index: int
     marker: Path
     fn: Callable[..., dict[str, Any]]
     args: tuple[Any, ...]
+    expect: dict[str, Any] | None = None
+    force: bool = False
+
+    def done(self) -> dict[str, Any] | None:
+        if self.force or not self.marker.exists():
+            return None
+        summary: dict[str, Any] = read_json(self.marker)
+        if self.expect and any(summary.get(k) != v for k, v in self.expect.items()):
+            return None
+        return summary
 
 
 def run_tasks(
@@ -40,8 +51,9 @@ def run_tasks(
     results: dict[int, dict[str, Any]] = {}
     todo = []
     for t in tasks:
-        if t.marker.exists():
-            results[t.index] = read_json(t.marker)
+        summary = t.done()
+        if summary is not None:
+            results[t.index] = summary
         else:
             todo.append(t)
     bar = tqdm(

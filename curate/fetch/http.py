@@ -1,65 +1,65 @@
-"""HTTP(S) fetching of one URL: deadlines, a body cap, retries with backoff, opt-out headers.
+"""Safe, polite HTTP(S) fetching of one URL.
 
-Every failure becomes a `SampleFailure` with a specific reason, so the partition loop records
-it as a ledger row. Only transient failures (429, 5xx, dropped connections) are retried.
+Per hop: the scheme is checked, the host resolved and its addresses checked (SSRF), robots.txt
+consulted when enabled, a per-domain slot taken; redirects are followed by hand so every hop is
+re-checked. The body is streamed under a byte cap and one total deadline. Every failure is a
+`SampleFailure` with a specific reason; only transient ones (429, 5xx, dropped connections,
+truncated bodies) are retried, with exponential backoff and jitter honouring Retry-After.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 
 from curate.config import FetchConfig
 from curate.errors import SampleFailure
+from curate.fetch.politeness import DomainLimiter, RobotsCache
+from curate.fetch.safety import AddressGuard, Resolver
+from curate.fetch.transport import mount_guard
 
-__all__ = ["TRANSIENT_REASONS", "fetch_url", "is_opted_out", "make_session"]
+__all__ = [
+    "RETRY_FAILED_REASONS",
+    "TRANSIENT_REASONS",
+    "Fetcher",
+    "fetch_url",
+    "get_fetcher",
+    "is_opted_out",
+]
 
-TRANSIENT_STATUS = {429, 500, 502, 503, 504}
-TRANSIENT_REASONS = {
-    "http_429",
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "connection_error",
-    "truncated",
-}
-_OPTOUT = {"noai", "noimageai"}
+TRANSIENT_REASONS = frozenset(
+    {"http_429", "http_500", "http_502", "http_503", "http_504", "connection_error", "truncated"}
+)
+# What `curate run --retry-failed` fetches again: failures that may pass on another day.
+RETRY_FAILED_REASONS = TRANSIENT_REASONS | {"timeout", "fetch_error"}
 _CHUNK = 64 * 1024
+_ROBOTS_MAX = 512 * 1024
 
 
-def make_session(cfg: FetchConfig) -> requests.Session:
-    """One session per worker thread pool: connection reuse, our user agent, capped redirects."""
-    s = requests.Session()
-    s.headers["User-Agent"] = cfg.user_agent
-    s.max_redirects = cfg.max_redirects
-    s.trust_env = False
-    return s
-
-
-def _agent_token(user_agent: str) -> str:
+def agent_token(user_agent: str) -> str:
     return user_agent.split("/", 1)[0].strip().lower()
 
 
-def is_opted_out(headers: list[str], user_agent: str) -> bool:
-    """True when an X-Robots-Tag forbids AI use for all agents or for ours.
+def is_opted_out(headers: list[str], user_agent: str, directives: frozenset[str]) -> bool:
+    """True when an X-Robots-Tag carries an opt-out for all agents or for ours.
 
     `X-Robots-Tag: otherbot: noai` is scoped to another agent and is ignored.
     """
-    token = _agent_token(user_agent)
+    token = agent_token(user_agent)
     for value in headers:
         scope = None
-        m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*:(.*)$", value)
-        if m and m.group(1).lower() not in _OPTOUT:
+        m = re.match(r"\s*([A-Za-z0-9_.*\-]+)\s*:(.*)$", value)
+        if m and m.group(1).lower() not in directives:
             scope, value = m.group(1).lower(), m.group(2)
-        directives = {d.strip().lower() for d in value.split(",")}
-        if directives & _OPTOUT and scope in (None, token, "*"):
+        found = {d.strip().lower() for d in value.split(",")}
+        if found & directives and scope in (None, token, "*"):
             return True
     return False
 
@@ -82,84 +82,173 @@ def _classify(err: requests.RequestException) -> SampleFailure:
     text = str(err)
     if isinstance(err, requests.exceptions.SSLError):
         return SampleFailure("tls_error", text)
-    if isinstance(err, requests.exceptions.TooManyRedirects):
-        return SampleFailure("too_many_redirects", text)
     if isinstance(err, requests.exceptions.Timeout):
         return SampleFailure("timeout", text)
     if isinstance(err, requests.exceptions.ChunkedEncodingError):
         return SampleFailure("truncated", text)
     if isinstance(err, requests.exceptions.ConnectionError):
-        if "NameResolutionError" in text or "Name or service not known" in text:
-            return SampleFailure("dns_error", text)
         return SampleFailure("connection_error", text)
     if isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
         return SampleFailure("bad_url", text)
     return SampleFailure("fetch_error", text)
 
 
-def _read_body(resp: requests.Response, cfg: FetchConfig, deadline: float) -> bytes:
-    """Stream the body under the byte cap and the total deadline; never keep a partial body."""
-    length = resp.headers.get("Content-Length")
-    if length and length.isdigit() and int(length) > cfg.max_bytes:
-        raise SampleFailure("too_large", f"Content-Length {length} > max_bytes={cfg.max_bytes}")
-    parts: list[bytes] = []
-    size = 0
-    raw = resp.raw
-    while True:
-        # read1 returns as soon as any bytes arrive, so the deadline is checked while a slow
-        # server dribbles; read(n) would block until n bytes came.
+class Fetcher:
+    """Everything one worker process shares across threads: guard, DNS cache, limits, robots."""
+
+    def __init__(self, cfg: FetchConfig, resolver: Resolver | None = None, share: float = 1.0):
+        self.cfg = cfg
+        self.guard = AddressGuard(
+            cfg.allow_private_networks, cfg.allowed_networks, resolver, cfg.dns_cache_ttl_s
+        )
+        concurrency = max(1, int(cfg.per_domain_concurrency * share))
+        rate = cfg.per_domain_rate_per_s * share if cfg.per_domain_rate_per_s else None
+        self.limiter = DomainLimiter(concurrency, rate)
+        self.directives = frozenset(d.lower() for d in cfg.optout_directives)
+        self.robots = (
+            RobotsCache(agent_token(cfg.user_agent), self._fetch_robots) if cfg.robots_txt else None
+        )
+        self._local = threading.local()
+
+    def session(self) -> requests.Session:
+        s: requests.Session | None = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            s.headers["User-Agent"] = self.cfg.user_agent
+            s.trust_env = False  # no proxies or netrc from the environment
+            mount_guard(s, self.guard, pool_size=4)
+            self._local.session = s
+        return s
+
+    def _fetch_robots(self, url: str) -> tuple[int, bytes]:
+        deadline = time.monotonic() + self.cfg.total_timeout_s
+        resp = self._request(url, deadline)
+        with resp:
+            if resp.is_redirect or resp.status_code >= 300:
+                return resp.status_code if resp.status_code >= 400 else 404, b""
+            return resp.status_code, self._read_body(resp, deadline, _ROBOTS_MAX)
+
+    def _check_hop(self, url: str, hop: int) -> tuple[str, str]:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            if hop:
+                raise SampleFailure("redirect_blocked", f"redirect to scheme {scheme!r}")
+            raise SampleFailure("bad_scheme", f"scheme {scheme or '(none)'!r} is not http(s)")
         try:
-            chunk = raw.read1(_CHUNK, decode_content=True)
-        except urllib3.exceptions.ReadTimeoutError as err:
-            raise SampleFailure("timeout", str(err)) from None
-        except urllib3.exceptions.DecodeError as err:
-            raise SampleFailure("bad_encoding", str(err)) from None
-        except urllib3.exceptions.ProtocolError as err:
-            raise SampleFailure("truncated", str(err)) from None
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > cfg.max_bytes:
-            raise SampleFailure("too_large", f"body passed max_bytes={cfg.max_bytes}")
-        if time.monotonic() > deadline:
-            raise SampleFailure("timeout", f"total deadline of {cfg.total_timeout_s}s passed")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _attempt(url: str, cfg: FetchConfig, session: requests.Session) -> bytes:
-    deadline = time.monotonic() + cfg.total_timeout_s
-    try:
-        with session.get(
-            url, stream=True, timeout=(cfg.connect_timeout_s, cfg.read_timeout_s)
-        ) as resp:
-            if resp.status_code >= 400:
-                raise SampleFailure(
-                    f"http_{resp.status_code}", resp.reason or "", _retry_after(resp)
-                )
-            if is_opted_out(resp.raw.headers.getlist("X-Robots-Tag"), cfg.user_agent):
-                raise SampleFailure("optout", "X-Robots-Tag forbids AI use")
-            body = _read_body(resp, cfg, deadline)
-    except requests.RequestException as err:
-        raise _classify(err) from None
-    if not body:
-        raise SampleFailure("empty", "zero-byte body")
-    return body
-
-
-def fetch_url(url: str, cfg: FetchConfig, session: requests.Session) -> bytes:
-    """Fetch one http(s) URL, retrying transient failures with backoff and jitter."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise SampleFailure("bad_scheme", f"scheme {scheme or '(none)'!r} is not http(s)")
-    attempt = 0
-    while True:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as err:
+            raise SampleFailure("bad_url", str(err)) from None
+        host = parts.hostname or ""
         try:
-            return _attempt(url, cfg, session)
+            self.guard.check(host, port)
         except SampleFailure as failure:
-            if failure.reason not in TRANSIENT_REASONS or attempt >= cfg.retries:
-                raise
-            backoff = cfg.backoff_s * (2**attempt)
-            wait = max(failure.retry_after or 0.0, backoff) * (1 + 0.25 * random.random())
-            time.sleep(min(wait, cfg.max_retry_after_s))
-            attempt += 1
+            if hop and failure.reason == "private_address":
+                raise SampleFailure("redirect_blocked", failure.detail) from None
+            raise
+        return host, f"{scheme}://{parts.netloc.lower()}"
+
+    def _request(self, url: str, deadline: float) -> requests.Response:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SampleFailure("timeout", f"total deadline of {self.cfg.total_timeout_s}s passed")
+        timeout = (
+            min(self.cfg.connect_timeout_s, remaining),
+            min(self.cfg.read_timeout_s, remaining),
+        )
+        try:
+            return self.session().get(url, stream=True, allow_redirects=False, timeout=timeout)
+        except requests.RequestException as err:
+            raise _classify(err) from None
+
+    def _read_body(self, resp: requests.Response, deadline: float, cap: int) -> bytes:
+        """Stream under the cap and the deadline; never keep a partial body."""
+        length = resp.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > cap:
+            raise SampleFailure("too_large", f"Content-Length {length} > max_bytes={cap}")
+        parts: list[bytes] = []
+        size = 0
+        raw = resp.raw
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SampleFailure(
+                    "timeout", f"total deadline of {self.cfg.total_timeout_s}s passed"
+                )
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if sock is not None:
+                sock.settimeout(min(self.cfg.read_timeout_s, remaining))
+            try:
+                # read1 returns as soon as bytes arrive, so a dribbling server meets the deadline
+                chunk = raw.read1(_CHUNK, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as err:
+                raise SampleFailure("timeout", str(err)) from None
+            except urllib3.exceptions.DecodeError as err:
+                raise SampleFailure("bad_encoding", str(err)) from None
+            except (urllib3.exceptions.ProtocolError, OSError) as err:
+                raise SampleFailure("truncated", str(err)) from None
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > cap:
+                raise SampleFailure("too_large", f"body passed max_bytes={cap}")
+            parts.append(chunk)
+
+    def _attempt(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.cfg.total_timeout_s
+        current = url
+        for hop in range(self.cfg.max_redirects + 1):
+            host, origin = self._check_hop(current, hop)
+            if self.robots is not None and not self.robots.allowed(origin, current):
+                raise SampleFailure("robots_disallowed", f"{origin}/robots.txt disallows {current}")
+            with self.limiter.slot(host):
+                resp = self._request(current, deadline)
+                with resp:
+                    if resp.is_redirect:
+                        current = urljoin(current, resp.headers["Location"])
+                        continue
+                    if resp.status_code >= 400:
+                        raise SampleFailure(
+                            f"http_{resp.status_code}", resp.reason or "", _retry_after(resp)
+                        )
+                    tags = resp.raw.headers.getlist("X-Robots-Tag")
+                    if is_opted_out(tags, self.cfg.user_agent, self.directives):
+                        raise SampleFailure("optout", "X-Robots-Tag: " + ", ".join(tags))
+                    body = self._read_body(resp, deadline, self.cfg.max_bytes)
+            if not body:
+                raise SampleFailure("empty", "zero-byte body")
+            return body
+        raise SampleFailure("too_many_redirects", f"more than {self.cfg.max_redirects} redirects")
+
+    def fetch(self, url: str) -> bytes:
+        """Fetch one URL, retrying transient failures with backoff and jitter."""
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(url)
+            except SampleFailure as failure:
+                if failure.reason not in TRANSIENT_REASONS or attempt >= self.cfg.retries:
+                    raise
+                backoff = self.cfg.backoff_s * (2**attempt)
+                wait = max(failure.retry_after or 0.0, backoff) * (1 + 0.25 * random.random())
+                time.sleep(min(wait, self.cfg.max_retry_after_s))
+                attempt += 1
+
+
+_FETCHERS: dict[tuple[str, float], Fetcher] = {}
+_FETCHERS_LOCK = threading.Lock()
+
+
+def get_fetcher(cfg: FetchConfig, share: float = 1.0) -> Fetcher:
+    """The process-wide Fetcher for this config: DNS cache, limits and robots persist across
+    partitions that the same worker runs."""
+    key = (cfg.model_dump_json(), share)
+    with _FETCHERS_LOCK:
+        if key not in _FETCHERS:
+            _FETCHERS[key] = Fetcher(cfg, share=share)
+        return _FETCHERS[key]
+
+
+def fetch_url(url: str, cfg: FetchConfig, resolver: Resolver | None = None) -> bytes:
+    """One-off fetch with a fresh Fetcher (tests, the Python API)."""
+    return Fetcher(cfg, resolver=resolver).fetch(url)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,18 @@ import polars as pl
 
 from curate.config import PipelineConfig
 from curate.errors import SampleFailure
-from curate.fetch.http import fetch_url, make_session
+from curate.fetch.http import get_fetcher
 from curate.io.atomic import write_bytes, write_json
-from curate.media.image import ProcessedImage, process_image
-from curate.shards.tar import TarShardWriter
+from curate.media.image import process_image
+from curate.shards.tar import TarShardWriter, iter_tar_samples
 
-__all__ = ["RAW_SCHEMA", "fetch_partition", "partition_name", "read_local"]
+__all__ = [
+    "RAW_SCHEMA",
+    "fetch_partition",
+    "partition_name",
+    "read_local",
+    "retryable_partitions",
+]
 
 RAW_SCHEMA: dict[str, pl.DataType] = {
     "uid": pl.String(),
@@ -58,25 +63,27 @@ def read_local(path: str, max_bytes: int) -> bytes:
         raise SampleFailure("read_error", f"{path}: {err.strerror or err}") from None
 
 
-def _load(row: dict[str, Any], cfg: PipelineConfig, local: threading.local) -> bytes:
+def _load(row: dict[str, Any], cfg: PipelineConfig, share: float) -> bytes:
     if row["image"] is not None:
         return bytes(row["image"])
     if row["path"] is not None:
         return read_local(row["path"], cfg.fetch.max_bytes)
     if row["url"] is None or not row["url"].strip():
         raise SampleFailure("bad_url", "no URL")
-    if not hasattr(local, "session"):
-        local.session = make_session(cfg.fetch)
-    return fetch_url(row["url"].strip(), cfg.fetch, local.session)
+    return get_fetcher(cfg.fetch, share).fetch(row["url"].strip())
+
+
+Members = dict[str, bytes]
 
 
 def _process(
-    row: dict[str, Any], cfg: PipelineConfig, local: threading.local
-) -> tuple[dict[str, Any], ProcessedImage | None]:
+    row: dict[str, Any], cfg: PipelineConfig, share: float
+) -> tuple[dict[str, Any], Members | None]:
+    """One row to its raw-table record and, when it succeeded, its tar members."""
     record: dict[str, Any] = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
     record.update(status="ok", reason=None, detail=None, stage="fetch")
     try:
-        img = process_image(_load(row, cfg, local), cfg.image)
+        img = process_image(_load(row, cfg, share), cfg.image)
     except SampleFailure as failure:
         record.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
         return record, None
@@ -90,7 +97,9 @@ def _process(
         original_height=img.original_height,
         bytes=len(img.data),
     )
-    return record, img
+    members = {img.ext: img.data, "txt": (row["caption"] or "").encode()}
+    members["json"] = sample_json(row, record)
+    return record, members
 
 
 def sample_json(row: dict[str, Any], record: dict[str, Any]) -> bytes:
@@ -109,37 +118,76 @@ def sample_json(row: dict[str, Any], record: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
 
 
-def fetch_partition(cfg: PipelineConfig, run_dir: str, index: int) -> dict[str, Any]:
-    """Fetch, decode and resize one ingest partition into raw/NNNNN.{tar,parquet,done.json}."""
+def _previous(
+    raw: Path, name: str, retry: frozenset[str]
+) -> dict[str, tuple[dict[str, Any], Members | None]]:
+    """Results of an earlier attempt to keep: every row whose reason is not retried.
+
+    The parquet is the truth; the tar only supplies members of rows it marks ok.
+    """
+    table = pl.read_parquet(raw / f"{name}.parquet")
+    keep = table.filter(pl.col("reason").is_null() | ~pl.col("reason").is_in(list(retry)))
+    records = {r["uid"]: r for r in keep.to_dicts()}
+    ok = {uid for uid, r in records.items() if r["status"] == "ok"}
+    members = {k: m for k, m in iter_tar_samples(raw / f"{name}.tar") if k in ok}
+    return {uid: (r, members[uid] if uid in ok else None) for uid, r in records.items()}
+
+
+def fetch_partition(
+    cfg: PipelineConfig,
+    run_dir: str,
+    index: int,
+    share: float = 1.0,
+    retry: frozenset[str] | None = None,
+) -> dict[str, Any]:
+    """Fetch, decode and resize one ingest partition into raw/NNNNN.{tar,parquet,done.json}.
+
+    `share` is this worker's part of the per-domain limits (1 / number of workers). With
+    `retry`, an already fetched partition is redone for rows failed with those reasons only;
+    everything else is carried over, so the result merges into the same output.
+    """
     root = Path(run_dir)
+    raw = root / "raw"
     name = partition_name(index)
     rows = pl.read_parquet(root / "ingest" / f"{name}.parquet").to_dicts()
-    local = threading.local()
+    previous = _previous(raw, name, retry) if retry is not None else {}
+
+    def work(row: dict[str, Any]) -> tuple[dict[str, Any], Members | None]:
+        return previous.get(row["uid"]) or _process(row, cfg, share)
+
     records: list[dict[str, Any]] = []
     # map() yields in input order while later rows are still fetching, so images stream
     # into the tar instead of the whole partition being held in memory.
     with (
         ThreadPoolExecutor(max_workers=cfg.fetch.threads) as pool,
-        TarShardWriter(root / "raw" / f"{name}.tar") as tar,
+        TarShardWriter(raw / f"{name}.tar") as tar,
     ):
-        for row, (record, img) in zip(
-            rows, pool.map(lambda r: _process(r, cfg, local), rows), strict=True
-        ):
+        for record, members in pool.map(work, rows):
             records.append(record)
-            if img is not None:
-                members = {img.ext: img.data, "txt": (row["caption"] or "").encode()}
-                members["json"] = sample_json(row, record)
+            if members is not None:
                 tar.write(record["uid"], members)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     buf = io.BytesIO()
     table.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(root / "raw" / f"{name}.parquet", buf.getvalue())
+    write_bytes(raw / f"{name}.parquet", buf.getvalue())
     counts = table.group_by("reason").len().sort("reason", nulls_last=True)
     summary = {
         "partition": index,
         "inputs": table.height,
         "ok": int((table["status"] == "ok").sum()),
         "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
+        "retried": len(rows) - len(previous) if retry is not None else 0,
     }
-    write_json(root / "raw" / f"{name}.done.json", summary)
+    write_json(raw / f"{name}.done.json", summary)
     return summary
+
+
+def retryable_partitions(run_dir: Path, reasons: frozenset[str]) -> list[int]:
+    """Finished partitions holding rows that failed for one of `reasons`."""
+    found = []
+    for marker in sorted((run_dir / "raw").glob("*.done.json")):
+        stem = marker.name.split(".", 1)[0]
+        table = pl.read_parquet(run_dir / "raw" / f"{stem}.parquet", columns=["reason"])
+        if table["reason"].is_in(list(reasons)).any():
+            found.append(int(stem))
+    return found

@@ -49,6 +49,11 @@ def _open(data: bytes, allowed: list[str]) -> Image.Image:
         pass
     except (OSError, ValueError, SyntaxError) as err:
         raise SampleFailure("decode_error", str(err)) from None
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        raise SampleFailure("format_not_allowed", "format SVG is not allowed")
+    if head.startswith(b"%pdf-"):
+        raise SampleFailure("format_not_allowed", "format PDF is not allowed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -99,6 +104,10 @@ def decode_image(data: bytes, cfg: ImageConfig) -> tuple[Image.Image, int, int]:
     ow, oh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     if min(ow, oh) < cfg.min_side:
         raise SampleFailure("too_small", f"{ow}x{oh} has a side under min_side={cfg.min_side}")
+    if cfg.max_aspect_ratio is not None and max(ow, oh) / min(ow, oh) > cfg.max_aspect_ratio:
+        raise SampleFailure(
+            "bad_aspect_ratio", f"{ow}x{oh} exceeds max_aspect_ratio={cfg.max_aspect_ratio}"
+        )
     scale = _target_scale(w, h, cfg)
     if im.format == "JPEG" and scale is not None and scale < 1:
         im.draft(im.mode, (max(1, round(w * scale)), max(1, round(h * scale))))

@@ -26,6 +26,12 @@ class ShardPlan:
     # (raw partition name, uid) in output order
     members: tuple[tuple[str, str], ...]
 
+    @property
+    def digest(self) -> str:
+        """Identifies the plan, so a marker written for another plan is not trusted."""
+        text = "\n".join(f"{p}/{u}" for p, u in self.members)
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 def plan_shards(kept: pl.DataFrame, samples_per_shard: int) -> list[ShardPlan]:
     """Assign kept rows (columns `partition`, `uid`, in order) to consecutive final shards."""
@@ -71,6 +77,7 @@ def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
         "samples": len(plan.members),
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
+        "plan": plan.digest,
     }
     write_json(root / "state" / "shards" / f"{plan.name}.done.json", summary)
     return summary

@@ -86,8 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # over budget: hang up without answering
             return
         self._head = head
+        path = urlsplit(self.path).path
+        owner._count_hit(path)
         try:
-            self._route(urlsplit(self.path).path)
+            self._route(path)
             self.wfile.flush()
         except _SILENT:
             self.close_connection = True
@@ -123,6 +125,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- routes ------------------------------------------------------------------------
 
     def _route(self, path: str) -> None:
+        if path == "/robots.txt":
+            robots = self.server.owner._read_root("robots.txt")
+            if robots is None:
+                return self._status(404)
+            return self._send(200, robots, "text/plain")
         parts = path.split("/")[1:]
         name = parts[-1] if parts else ""
         data = self.server.owner._read(name) if _NAME.match(name) and ".." not in name else None
@@ -138,13 +145,22 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._image(data, name)
             nxt = f"/fault/redirect/{hops - 1}/{name}" if hops > 1 else f"/img/{name}"
             return self._redirect(nxt)
+        if len(parts) == 4 and parts[1] == "redirect-to":
+            return self._redirect(bytes.fromhex(parts[2]).decode())  # to any URL, for SSRF tests
+        if len(parts) == 4 and parts[1] == "flaky" and parts[2].isdigit():
+            if self.server.owner.hits(path) <= int(parts[2]):
+                return self._status(503, {"Retry-After": "0"})
+            return self._image(data, name)
+        if len(parts) == 4 and parts[1] == "hold" and parts[2].isdigit():
+            time.sleep(int(parts[2]) / 1000)  # a slow origin, to observe client concurrency
+            return self._image(data, name)
         if len(parts) != 3:
             return self._status(404)
         kind = parts[1]
         if kind in ("404", "410", "500"):
             return self._status(int(kind))
         if kind == "429":
-            if self.server.owner._count_hit(path) == 1:
+            if self.server.owner.hits(path) == 1:
                 return self._status(429, {"Retry-After": "1"})
             return self._image(data, name)
         if kind == "redirect-loop":
@@ -225,6 +241,9 @@ class WebServer:
         self._lock = threading.Lock()
         self._served = 0
         self._hits: dict[str, int] = {}
+        self._in_flight = 0
+        self._peak = 0
+        self._starts: list[float] = []
         self._conns: set[socket.socket] = set()
         self._stopped = threading.Event()
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler, bind_and_activate=True)
@@ -253,7 +272,7 @@ class WebServer:
         return self._stopped.is_set()
 
     def hits(self, path: str) -> int:
-        """How many requests a fault path has had; only counted for `/fault/429/` paths."""
+        """How many requests a path has had (every route is counted)."""
         with self._lock:
             return self._hits.get(path, 0)
 
@@ -282,15 +301,31 @@ class WebServer:
             else:
                 self._conns.discard(conn)
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests that were being answered at the same moment."""
+        with self._lock:
+            return self._peak
+
+    @property
+    def request_starts(self) -> list[float]:
+        """time.monotonic() at which each admitted request began."""
+        with self._lock:
+            return list(self._starts)
+
     def _admit(self) -> bool:
         with self._lock:
             if self._stopped.is_set() or self._served >= self.max_requests:
                 return False
             self._served += 1
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            self._starts.append(time.monotonic())
             return True
 
     def _finish_request(self) -> None:
         with self._lock:
+            self._in_flight -= 1
             done = self._served >= self.max_requests
         if done:
             threading.Thread(target=self.shutdown, daemon=True).start()
@@ -299,6 +334,11 @@ class WebServer:
         with self._lock:
             self._hits[path] = self._hits.get(path, 0) + 1
             return self._hits[path]
+
+    def _read_root(self, name: str) -> bytes | None:
+        with contextlib.suppress(OSError):
+            return (self.files.parent / name).read_bytes()
+        return None
 
     def _read(self, name: str) -> bytes | None:
         with contextlib.suppress(OSError):  # missing file or a directory

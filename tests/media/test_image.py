@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,62 @@ def test_draft_decode_stays_close_to_full_decode() -> None:
     full = Image.open(io.BytesIO(data)).convert("RGB").resize((341, 256), Image.Resampling.BOX)
     assert fast.shape == (256, 341, 3)
     assert np.abs(fast - np.asarray(full, dtype=np.float64)).mean() < 2.0
+
+
+def test_other_formats_are_named() -> None:
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    assert reason_of(svg) == "format_not_allowed"
+    assert reason_of(b"<svg><rect/></svg>") == "format_not_allowed"
+    assert reason_of(b"%PDF-1.7\n...") == "format_not_allowed"
+    pages = io.BytesIO()
+    frames = [Image.new("RGB", (16, 16), c) for c in [(1, 2, 3), (4, 5, 6)]]
+    frames[0].save(pages, "TIFF", save_all=True, append_images=frames[1:])
+    tiff_ok = ImageConfig(allowed_formats=["TIFF"])
+    assert reason_of(pages.getvalue(), tiff_ok) == "format_not_allowed"  # multi-page
+    single = encode(photo(16, 16), "TIFF")
+    assert process_image(single, tiff_ok).width == 256
+
+
+def test_extreme_shapes_are_normalised_or_named() -> None:
+    tiny = process_image(encode(photo(1, 1), "PNG"), ImageConfig(size=32, resize_mode="border"))
+    assert (tiny.width, tiny.height) == (32, 32)
+    strip = encode(photo(1000, 10), "PNG")
+    out = process_image(strip, ImageConfig(size=100, resize_mode="border"))
+    assert (out.width, out.height, out.original_width) == (100, 100, 1000)
+    assert reason_of(strip, ImageConfig(max_aspect_ratio=20)) == "bad_aspect_ratio"
+
+
+def test_decompression_bomb_is_rejected_with_low_memory(tmp_path: Path) -> None:
+    """A real, valid 40000x40000 PNG (1.6 gigapixels, ~200 kB on disk): rejected from the
+    header, in a fresh process whose peak RSS stays far below the 4.8 GB a decode would take."""
+    import subprocess
+    import sys
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    side = 40_000
+    comp = zlib.compressobj(9)
+    row = b"\0" + bytes(side // 8)  # 1-bit greyscale rows, filter byte 0
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png)
+    code = (
+        "import resource, sys, pathlib\n"
+        "from curate.config import ImageConfig\n"
+        "from curate.errors import SampleFailure\n"
+        "from curate.media.image import process_image\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    process_image(pathlib.Path({str(path)!r}).read_bytes(), ImageConfig())\n"
+        "except SampleFailure as e:\n"
+        "    print(e.reason, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    reason, grew_kib = out.stdout.split()
+    assert reason == "too_many_pixels"
+    assert int(grew_kib) < 50_000, f"peak RSS grew by {grew_kib} KiB"

@@ -1,0 +1,198 @@
+"""Crash safety and retries with real processes: kill -9 the run, kill a worker, retry."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from PIL import Image
+
+import curate
+from curate.pipeline import RunResult
+from curate.shards.tar import iter_tar_samples
+from curate.shards.validate import validate_shards
+from curate.testing import serve_web
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """The outputs a resumed run must reproduce byte for byte."""
+    files = [*(out / "shards").iterdir(), *(out / "ledger").iterdir(), *(out / "raw").iterdir()]
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(files) if p.is_file()}
+
+
+def any_tmp(out: Path) -> bool:
+    return bool(list(out.rglob("*.tmp")))
+
+
+def two_markers(out: Path) -> bool:
+    return len(list((out / "raw").glob("*.done.json"))) >= 2
+
+
+@pytest.mark.parametrize("moment", [any_tmp, two_markers], ids=["mid-partition", "two-done"])
+def test_kill_9_then_rerun_is_byte_identical(
+    finished: RunResult, config_path: Path, tmp_path: Path, moment: Callable[[Path], bool]
+) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "curate", "run", str(config_path), "-o", str(out), "-q"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and moment(out)):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert moment(out), "the run never reached the moment to kill it"
+    assert not (out / "shards" / "manifest.json").exists(), "killed too late to test resume"
+    resumed = curate.run(config_path, out, progress=False)
+    assert resumed.funnel == finished.funnel
+    assert snapshot(out) == snapshot(finished.output)
+    assert not any_tmp(out)
+
+
+def test_crash_between_rename_and_marker(
+    finished: RunResult, config_path: Path, tmp_path: Path
+) -> None:
+    """A file renamed into place whose marker never came is redone, to the same bytes."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished.output, out)
+    (out / "raw" / "00001.done.json").unlink()
+    (out / "raw" / "00002.tar").write_bytes(b"half a tar")  # its marker stays: parquet rules
+    (out / "state" / "shards" / "00000.done.json").unlink()
+    (out / "shards" / "00000.tar").write_bytes(b"garbage")
+    (out / "shards" / "manifest.json").unlink()
+    (out / "raw" / "00003.parquet.tmp").write_bytes(b"torn")
+    (out / "raw" / "00002.done.json").unlink()
+    curate.run(config_path, out, progress=False)
+    assert snapshot(out) == snapshot(finished.output)
+    assert not any_tmp(out)
+
+
+def test_killing_a_worker_mid_task_loses_nothing(
+    finished: RunResult, config_path: Path, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    bindir = Path(sys.executable).parent
+    sched_file = tmp_path / "scheduler.json"
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [
+        subprocess.Popen(
+            [
+                str(bindir / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            cwd=tmp_path,
+            **quiet,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(bindir / "dask"),
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                cwd=tmp_path,
+                **quiet,
+            )
+        )
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            pids = list(client.run(os.getpid).values())
+        out = tmp_path / "out"
+        result: dict[str, RunResult] = {}
+        runner = threading.Thread(
+            target=lambda: result.update(
+                r=curate.run(config_path, out, scheduler=address, progress=False)
+            )
+        )
+        runner.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((out / "raw").glob("*.tar.tmp")):
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)  # the nanny restarts it; its task is rescheduled
+        runner.join(timeout=240)
+        assert not runner.is_alive()
+        assert result["r"].funnel == finished.funnel
+        assert snapshot(out) == snapshot(finished.output)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
+def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "files").mkdir(parents=True)
+    for i in range(4):
+        buf = io.BytesIO()
+        Image.new("RGB", (50, 40), (60 * i, 100, 200)).save(buf, "JPEG")
+        (root / "files" / f"{i}.jpg").write_bytes(buf.getvalue())
+    with serve_web(root, max_requests=200, max_seconds=120) as srv:
+        routes = ["/img/0.jpg", "/fault/flaky/1/1.jpg", "/fault/404/2.jpg", "/img/3.jpg"]
+        urls = [srv.base_url + r for r in routes]
+        pl.DataFrame({"url": urls, "caption": ["a", "b", "c", "d"]}).write_parquet(
+            tmp_path / "u.parquet"
+        )
+        cfg = {
+            "sources": [{"path": str(tmp_path / "u.parquet")}],
+            "ingest": {"samples_per_partition": 2},
+            "fetch": {"allowed_networks": ["127.0.0.1/32"], "retries": 0},
+            "shards": {"samples_per_shard": 2},
+            "engine": {"n_workers": 1},
+        }
+        out = tmp_path / "out"
+        first = curate.run(cfg, out, progress=False)
+        assert first.funnel["failed"] == {"http_503": 1, "http_404": 1}
+        kept = {
+            k: m for tar in sorted((out / "shards").glob("*.tar")) for k, m in iter_tar_samples(tar)
+        }
+        second = curate.run(cfg, out, progress=False, retry_failed=True)
+    assert second.funnel["failed"] == {"http_404": 1}
+    assert second.funnel["written"] == 3
+    assert srv.hits("/fault/flaky/1/1.jpg") == 2 and srv.hits("/fault/404/2.jpg") == 1
+    assert srv.hits("/img/0.jpg") == 1  # successes are carried over, not fetched again
+    ledger = curate.open_ledger(out).collect()
+    assert ledger.sort("caption")["status"].to_list() == ["written", "written", "failed", "written"]
+    assert validate_shards(out / "shards") == []
+    now = {k: m for tar in sorted((out / "shards").glob("*.tar")) for k, m in iter_tar_samples(tar)}
+    assert all(now[k] == m for k, m in kept.items())
+    assert json.loads((out / "shards" / "sizes.json").read_text()) == {
+        "00000.tar": 2,
+        "00001.tar": 1,
+    }
