@@ -239,3 +239,44 @@ def test_cli_errors_are_clear_and_mark_nothing_done(urls: Path, tmp_path: Path) 
 
     for name in ("o1", "o2", "o3", "o4"):
         assert not list((tmp_path / name).rglob("*.done.json"))
+
+
+def test_changed_input_is_refused(web: SyntheticWeb, server: WebServer, tmp_path: Path) -> None:
+    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    listing = web.url_list(server.base_url).filter(pl.col("item_id").is_in(good["item_id"]))
+    listing.head(3).write_parquet(tmp_path / "u.parquet")
+    cfg = pipeline_yaml(tmp_path, tmp_path / "u.parquet", engine={"n_workers": 1})
+    curate.run(cfg, tmp_path / "out", progress=False)
+    listing.head(4).write_parquet(tmp_path / "u.parquet")  # same path, same config text
+    with pytest.raises(ConfigMismatchError, match="another config or input"):
+        curate.run(cfg, tmp_path / "out", progress=False)
+
+
+def test_unsafe_urls_are_ledger_rows_and_lose_nothing(
+    web: SyntheticWeb, server: WebServer, tmp_path: Path
+) -> None:
+    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    urls = [server.base_url + r for r in good["route"].head(4)]
+    port = server.base_url.rsplit(":", 1)[1]
+    bad = {
+        "file:///etc/passwd": "bad_scheme",
+        "ftp://example.com/a.jpg": "bad_scheme",
+        "data:image/png;base64,iVBORw0KGgo=": "bad_scheme",
+        "/etc/hosts": "bad_scheme",
+        "http://169.254.169.254/latest/meta-data/": "private_address",
+        f"http://2130706434:{port}/img/x.jpg": "private_address",
+        f"http://[::1]:{port}/img/x.jpg": "private_address",
+        f"http://0x7f.0.0.2:{port}/img/x.jpg": "private_address",
+        "http://no-such-host.invalid/a.jpg": "dns_error",
+    }
+    all_urls = urls[:2] + list(bad) + urls[2:]
+    pl.DataFrame({"url": all_urls, "caption": ["c"] * len(all_urls)}).write_parquet(
+        tmp_path / "u.parquet"
+    )
+    cfg = pipeline_yaml(tmp_path, tmp_path / "u.parquet", engine={"n_workers": 1})
+    res = curate.run(cfg, tmp_path / "out", progress=False)
+    ledger = curate.open_ledger(tmp_path / "out").collect()
+    got = dict(zip(ledger["url"], ledger["reason"], strict=True))
+    assert {u: got[u] for u in bad} == bad
+    assert all(got[u] is None for u in urls)
+    assert res.funnel["written"] == 4
