@@ -171,6 +171,21 @@ def test_exif_rotation_is_applied() -> None:
     # after a clockwise turn, the stored left half is on top
     assert near(pixel(out.data, (20, 10)), (0, 0, 255), tol=30)
     assert near(pixel(out.data, (20, 70)), (255, 0, 0), tol=30)
+    # the same through the DCT-scaled fast path (a downscale)
+    small = process_image(data, ImageConfig(size=20, resize_mode="keep_ratio", encode_format="png"))
+    assert (small.width, small.height) == (20, 40)
+    assert near(pixel(small.data, (10, 5)), (0, 0, 255), tol=40)
+    assert near(pixel(small.data, (10, 35)), (255, 0, 0), tol=40)
+
+
+def test_grayscale_and_progressive_jpegs_take_the_fast_path() -> None:
+    gray = encode(Image.fromarray(photo(600, 400)[..., 0]), "JPEG", quality=90)
+    out = process_image(gray, ImageConfig(size=100, resize_mode="keep_ratio", encode_format="png"))
+    assert (out.width, out.height) == (150, 100)
+    prog = encode(photo(600, 400), "JPEG", quality=90, progressive=True)
+    out = process_image(prog, ImageConfig(size=100, resize_mode="keep_ratio", encode_format="png"))
+    assert (out.width, out.height) == (150, 100)
+    assert reason_of(prog[: len(prog) // 2], ImageConfig(size=100)) == "decode_error"
 
 
 def test_draft_decode_stays_close_to_full_decode() -> None:
