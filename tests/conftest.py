@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +81,39 @@ def config_path(urls: Path) -> Path:
 def finished(config_path: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     out = tmp_path_factory.mktemp("run") / "out"
     return curate.run(config_path, out, progress=False)
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """Start a real `dask scheduler` and `dask worker` processes on 127.0.0.1.
+
+    Yields start(n_workers) -> scheduler address; every process is stopped afterwards.
+    """
+    bindir = Path(sys.executable).parent
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(n_workers: int) -> str:
+        sched_file = tmp_path / "scheduler.json"
+        cmd = [str(bindir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+        cmd += ["--no-dashboard", "--scheduler-file", str(sched_file)]
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, **quiet))
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        address = str(json.loads(sched_file.read_text())["address"])
+        cmd = [str(bindir / "dask"), "worker", address, "--nworkers", str(n_workers)]
+        cmd += ["--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, **quiet))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(n_workers, timeout=60)
+        return address
+
+    try:
+        yield start
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
@@ -84,76 +83,29 @@ def test_crash_between_rename_and_marker(
 
 
 def test_killing_a_worker_mid_task_loses_nothing(
-    finished: RunResult, config_path: Path, tmp_path: Path
+    finished: RunResult, config_path: Path, tmp_path: Path, dask_cluster: Callable[[int], str]
 ) -> None:
     from distributed import Client
 
-    bindir = Path(sys.executable).parent
-    sched_file = tmp_path / "scheduler.json"
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [
-        subprocess.Popen(
-            [
-                str(bindir / "dask"),
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(sched_file),
-            ],
-            cwd=tmp_path,
-            **quiet,
-        )
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(bindir / "dask"),
-                    "worker",
-                    address,
-                    "--nworkers",
-                    "2",
-                    "--nthreads",
-                    "1",
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                ],
-                cwd=tmp_path,
-                **quiet,
-            )
-        )
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            pids = list(client.run(os.getpid).values())
-        out = tmp_path / "out"
-        result: dict[str, RunResult] = {}
-        runner = threading.Thread(
-            target=lambda: result.update(
-                r=curate.run(config_path, out, scheduler=address, progress=False)
-            )
-        )
-        runner.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not list((out / "raw").glob("*.tar.tmp")):
-            time.sleep(0.02)
-        os.kill(pids[0], signal.SIGKILL)  # the nanny restarts it; its task is rescheduled
-        runner.join(timeout=240)
-        assert not runner.is_alive()
-        assert result["r"].funnel == finished.funnel
-        assert snapshot(out) == snapshot(finished.output)
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            p.wait(timeout=30)
+    address = dask_cluster(2)
+    with Client(address, timeout="30s") as client:
+        pids = list(client.run(os.getpid).values())
+    out = tmp_path / "out"
+    result: dict[str, RunResult] = {}
+
+    def run() -> None:
+        result["r"] = curate.run(config_path, out, scheduler=address, progress=False)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((out / "raw").glob("*.tar.tmp")):
+        time.sleep(0.02)
+    os.kill(pids[0], signal.SIGKILL)  # the nanny restarts it; its task is rescheduled
+    runner.join(timeout=240)
+    assert not runner.is_alive()
+    assert result["r"].funnel == finished.funnel
+    assert snapshot(out) == snapshot(finished.output)
 
 
 def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
