@@ -97,6 +97,7 @@ def _shards(ctx: RunContext) -> None:
             ctx.out / "state" / "shards" / f"{p.name}.done.json",
             write_final_shard,
             (str(ctx.out), p),
+            expect={"plan": p.digest},
         )
         for p in plans
     ]

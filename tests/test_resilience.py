@@ -148,3 +148,8 @@ def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
         "00000.tar": 2,
         "00001.tar": 1,
     }
+    # every shard holds exactly the keys the ledger places in it
+    written = ledger.filter(pl.col("status") == "written")
+    for tar in sorted((out / "shards").glob("*.tar")):
+        keys = [k for k, _ in iter_tar_samples(tar)]
+        assert keys == written.filter(pl.col("shard") == tar.name)["key"].to_list()

@@ -25,6 +25,7 @@ def validate_shards(folder: Path) -> list[str]:
     sums = {s["shard"]: s["sha256"] for s in manifest["shards"]} if manifest else {}
     members = tuple(manifest["members"]) if manifest else None
     tars = sorted(p.name for p in folder.glob("*.tar"))
+    owner: dict[str, str] = {}
     for name in sorted(set(tars) - set(sizes)):
         problems.append(f"{name}: not listed in sizes.json")
     for name, expected in sizes.items():
@@ -32,13 +33,16 @@ def validate_shards(folder: Path) -> list[str]:
         if not path.exists():
             problems.append(f"{name}: listed in sizes.json but missing")
             continue
-        problems += _check_tar(path, expected, members)
+        problems += _check_tar(path, expected, members, owner)
         if name in sums and sha256_file(path) != sums[name]:
             problems.append(f"{name}: sha256 differs from manifest.json")
     return problems
 
 
-def _check_tar(path: Path, expected: int, members: tuple[str, ...] | None) -> list[str]:
+def _check_tar(
+    path: Path, expected: int, members: tuple[str, ...] | None, owner: dict[str, str]
+) -> list[str]:
+    """Check one shard; `owner` maps keys seen so far to their shard, across the corpus."""
     seen: set[str] = set()
     count = 0
     try:
@@ -46,7 +50,10 @@ def _check_tar(path: Path, expected: int, members: tuple[str, ...] | None) -> li
             count += 1
             if key in seen:
                 return [f"{path.name}: duplicate key {key!r}"]
+            if key in owner:
+                return [f"{path.name}: key {key!r} is also in {owner[key]}"]
             seen.add(key)
+            owner[key] = path.name
             if members is not None and tuple(sorted(group)) != members:
                 got = sorted(group)
                 return [f"{path.name}: key {key!r} has members {got}, expected {list(members)}"]

@@ -66,3 +66,13 @@ def test_duplicate_key_and_missing_member(tmp_path: Path) -> None:
     with TarShardWriter(tmp_path / "00002.tar") as w:
         w.write("z", {"jpg": b"1"})
     assert "00002.tar: not listed in sizes.json" in validate_shards(tmp_path)
+
+
+def test_key_in_two_shards_is_named(tmp_path: Path) -> None:
+    make_corpus(tmp_path)
+    path = tmp_path / "00001.tar"
+    with TarShardWriter(path) as w:
+        for i in range(3):
+            w.write(f"s0k{i}", {"jpg": b"\xff\xd8\xff" + bytes([i]), "txt": b"t", "json": b"{}"})
+    problems = validate_shards(tmp_path)
+    assert "00001.tar: key 's0k0' is also in 00000.tar" in problems
