@@ -104,7 +104,9 @@ class FetchConfig(_Model):
     )
     dns_cache_ttl_s: float = Field(default=300.0, ge=0)
     per_domain_concurrency: int = Field(
-        default=16, ge=1, description="Requests in flight per host, for the whole run."
+        default=16,
+        ge=1,
+        description="Requests in flight per host for the whole run (at least one per worker).",
     )
     per_domain_rate_per_s: float | None = Field(
         default=None, gt=0, description="Request starts per second per host; null: no limit."
@@ -138,7 +140,12 @@ class ImageConfig(_Model):
     resize_only_if_bigger: bool = False
     encode_format: Literal["jpg", "png", "webp"] = "jpg"
     encode_quality: int = Field(default=95, ge=1, le=100)
-    max_pixels: int = Field(default=50_000_000, ge=1, description="Checked from the header.")
+    max_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        le=178_956_970,
+        description="Checked from the header; at most Pillow's own hard limit.",
+    )
     min_side: int = Field(default=1, ge=1)
     max_aspect_ratio: float | None = Field(default=None, ge=1, description="null: any ratio.")
     allowed_formats: list[str] = Field(

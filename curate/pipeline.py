@@ -22,6 +22,7 @@ from curate.config import PipelineConfig, config_hash, load_config, parse_config
 from curate.engine.cluster import dask_client
 from curate.engine.rundir import finish_run, start_run
 from curate.engine.runner import StageTask, run_tasks
+from curate.errors import IngestError
 from curate.fetch.http import RETRY_FAILED_REASONS
 from curate.fetch.partition import fetch_partition, partition_name, retryable_partitions
 from curate.io.atomic import write_bytes
@@ -124,9 +125,19 @@ STAGES: list[Stage] = [Stage("fetch", _fetch), Stage("shards", _shards)]
 
 
 def _fingerprint(table: pl.DataFrame) -> str:
+    """What the inputs are: uids and carried columns, local files' size and mtime, and the
+    bytes of in-source images (whose uids come from paths or row numbers alone)."""
     h = hashlib.sha256()
     for col in ("uid", "extra"):
         h.update("\n".join(v or "" for v in table[col].to_list()).encode())
+    for path in table["path"].drop_nulls().to_list():
+        try:
+            st = Path(path).stat()
+            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{path}:missing\n".encode())
+    for image in table["image"].drop_nulls().to_list():
+        h.update(hashlib.sha256(image).digest())
     return h.hexdigest()
 
 
@@ -167,6 +178,8 @@ def run(
     cfg = coerce_config(config)
     out = Path(output).resolve()
     table = ingest(cfg.sources)
+    if table.height == 0:
+        raise IngestError("the sources hold no input rows; nothing to do")
     chash = config_hash(cfg, _fingerprint(table))
     info = start_run(out, cfg, chash, overwrite)
     n_parts = _write_ingest(out, table, cfg.ingest.samples_per_partition)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from PIL import Image
 
 import curate
@@ -132,3 +133,23 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
         timeout=60,
     )
     assert check.returncode == 1 and "FAIL 00000.tar" in check.stdout
+
+
+def test_replaced_local_image_or_empty_input_is_refused(tmp_path: Path) -> None:
+    from curate.errors import ConfigMismatchError, IngestError
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(jpeg((255, 0, 0)))
+    cfg = {"sources": [{"kind": "folder", "path": str(root)}], "engine": ENGINE}
+    curate.run(cfg, tmp_path / "out", progress=False)
+    (root / "a.jpg").write_bytes(jpeg((0, 0, 255), size=(130, 80)))  # same name, new bytes
+    with pytest.raises(ConfigMismatchError):
+        curate.run(cfg, tmp_path / "out", progress=False)
+    pl.DataFrame(
+        {"url": [], "caption": []}, schema={"url": pl.String, "caption": pl.String}
+    ).write_csv(tmp_path / "empty.csv")
+    with pytest.raises(IngestError, match="no input rows"):
+        curate.run(
+            {"sources": [{"path": str(tmp_path / "empty.csv")}]}, tmp_path / "o2", progress=False
+        )

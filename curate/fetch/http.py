@@ -23,7 +23,7 @@ from curate.config import FetchConfig
 from curate.errors import SampleFailure
 from curate.fetch.politeness import DomainLimiter, RobotsCache
 from curate.fetch.safety import AddressGuard, Resolver
-from curate.fetch.transport import mount_guard
+from curate.fetch.transport import Watchdog, mount_guard
 
 __all__ = [
     "RETRY_FAILED_REASONS",
@@ -50,17 +50,18 @@ def agent_token(user_agent: str) -> str:
 def is_opted_out(headers: list[str], user_agent: str, directives: frozenset[str]) -> bool:
     """True when an X-Robots-Tag carries an opt-out for all agents or for ours.
 
-    `X-Robots-Tag: otherbot: noai` is scoped to another agent and is ignored.
+    `otherbot: noai` is scoped to another agent and ignored; a scope holds until the next
+    one, so a merged value like `otherbot: noindex, curate: noai` still reaches us.
     """
     token = agent_token(user_agent)
     for value in headers:
-        scope = None
-        m = re.match(r"\s*([A-Za-z0-9_.*\-]+)\s*:(.*)$", value)
-        if m and m.group(1).lower() not in directives:
-            scope, value = m.group(1).lower(), m.group(2)
-        found = {d.strip().lower() for d in value.split(",")}
-        if found & directives and scope in (None, token, "*"):
-            return True
+        scope: str | None = None
+        for element in value.split(","):
+            m = re.match(r"\s*([A-Za-z0-9_.*\-]+)\s*:(.*)$", element)
+            if m and m.group(1).lower() not in directives:
+                scope, element = m.group(1).lower(), m.group(2)
+            if element.strip().lower() in directives and scope in (None, token, "*"):
+                return True
     return False
 
 
@@ -121,15 +122,28 @@ class Fetcher:
         return s
 
     def _fetch_robots(self, url: str) -> tuple[int, bytes]:
+        """robots.txt with up to five redirects, each hop checked (RFC 9309 2.3.1.2)."""
         deadline = time.monotonic() + self.cfg.total_timeout_s
-        resp = self._request(url, deadline)
-        with resp:
-            if resp.is_redirect or resp.status_code >= 300:
-                return resp.status_code if resp.status_code >= 400 else 404, b""
-            return resp.status_code, self._read_body(resp, deadline, _ROBOTS_MAX)
+        current = url
+        with Watchdog(self.cfg.total_timeout_s):
+            for hop in range(6):
+                self._check_hop(current, hop)
+                with self._request(current, deadline) as resp:
+                    if resp.is_redirect:
+                        current = urljoin(current, resp.headers["Location"])
+                        continue
+                    if resp.status_code >= 300:
+                        return max(
+                            resp.status_code, 404
+                        ) if resp.status_code < 400 else resp.status_code, b""
+                    return resp.status_code, self._read_body(resp, deadline, _ROBOTS_MAX)
+        return 404, b""  # more than five redirects: unavailable, which RFC 9309 treats as 4xx
 
     def _check_hop(self, url: str, hop: int) -> tuple[str, str]:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as err:
+            raise SampleFailure("redirect_blocked" if hop else "bad_url", str(err)) from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             if hop:
@@ -196,6 +210,23 @@ class Fetcher:
 
     def _attempt(self, url: str) -> bytes:
         deadline = time.monotonic() + self.cfg.total_timeout_s
+        timed_out = SampleFailure(
+            "timeout",
+            f"no answer within read_timeout_s={self.cfg.read_timeout_s} "
+            f"or total_timeout_s={self.cfg.total_timeout_s}",
+        )  # one text for every timeout, so reruns write the same ledger bytes
+        with Watchdog(self.cfg.total_timeout_s) as dog:
+            try:
+                body = self._hops(url, deadline)
+            except SampleFailure as failure:
+                if dog.expired or failure.reason == "timeout":
+                    raise timed_out from None
+                raise
+        if dog.expired:  # a close-delimited body cut by the watchdog looks complete
+            raise timed_out
+        return body
+
+    def _hops(self, url: str, deadline: float) -> bytes:
         current = url
         for hop in range(self.cfg.max_redirects + 1):
             host, origin = self._check_hop(current, hop)
@@ -229,6 +260,8 @@ class Fetcher:
             except SampleFailure as failure:
                 if failure.reason not in TRANSIENT_REASONS or attempt >= self.cfg.retries:
                     raise
+                if (failure.retry_after or 0.0) > self.cfg.max_retry_after_s:
+                    raise  # the server asks for more patience than configured: give up now
                 backoff = self.cfg.backoff_s * (2**attempt)
                 wait = max(failure.retry_after or 0.0, backoff) * (1 + 0.25 * random.random())
                 time.sleep(min(wait, self.cfg.max_retry_after_s))

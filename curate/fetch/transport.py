@@ -6,7 +6,10 @@ name, the TCP connection uses the pinned address).
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+from types import TracebackType
 from typing import Any
 
 import requests
@@ -18,25 +21,83 @@ from urllib3.util import connection as u3conn
 
 from curate.fetch.safety import AddressGuard
 
-__all__ = ["GuardedAdapter"]
+__all__ = ["GuardedAdapter", "Watchdog", "mount_guard"]
+
+_CURRENT = threading.local()
 
 
 def _pinned_conn_class(base: type[HTTPConnection], guard: AddressGuard) -> type[HTTPConnection]:
     def _new_conn(self: HTTPConnection) -> socket.socket:
         address = guard.pinned(self.host, self.port)
         try:
-            return u3conn.create_connection(
+            sock = u3conn.create_connection(
                 (address, self.port),
                 self.timeout,
                 source_address=self.source_address,
                 socket_options=self.socket_options,
             )
+            dog: Watchdog | None = getattr(_CURRENT, "watchdog", None)
+            if dog is not None:
+                dog.sock = sock  # the response may keep it after the connection lets go
+            return sock
         except TimeoutError as e:
             raise ConnectTimeoutError(self, f"connect to {self.host} timed out") from e
         except OSError as e:
             raise NewConnectionError(self, f"failed to connect to {self.host}: {e}") from e
 
-    return type(f"Pinned{base.__name__}", (base,), {"_new_conn": _new_conn})
+    def request(self: HTTPConnection, *args: Any, **kwargs: Any) -> None:
+        dog: Watchdog | None = getattr(_CURRENT, "watchdog", None)
+        if dog is not None:
+            dog.conn = self
+            dog.sock = self.sock
+            if dog.expired:
+                raise TimeoutError("request deadline passed")
+        base.request(self, *args, **kwargs)
+
+    attrs = {"_new_conn": _new_conn, "request": request}
+    return type(f"Pinned{base.__name__}", (base,), attrs)
+
+
+class Watchdog:
+    """Hang up the connection this thread is using once `seconds` have passed.
+
+    Per-read socket timeouts cannot bound a server that dribbles its status line, headers or
+    a compressed body one byte at a time; shutting the socket down from a timer can. After the
+    block, check `expired`: a close-delimited body cut by the timer looks complete otherwise.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = max(0.0, seconds)
+        self.expired = False
+        self.conn: HTTPConnection | None = None
+        self.sock: socket.socket | None = None
+        self._timer = threading.Timer(self.seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.expired = True
+        sock = self.sock or getattr(self.conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                # Linux keeps delivering data after SHUT_RD, so a near-zero timeout also makes
+                # the next receive fail while a server keeps streaming.
+                sock.settimeout(1e-4)
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> Watchdog:
+        self._outer: Watchdog | None = getattr(_CURRENT, "watchdog", None)
+        _CURRENT.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        _CURRENT.watchdog = self._outer
 
 
 class GuardedAdapter(HTTPAdapter):

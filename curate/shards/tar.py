@@ -19,14 +19,14 @@ from curate.io.atomic import atomic_open
 __all__ = ["FIXED_MTIME", "TarShardWriter", "check_key", "iter_tar_samples"]
 
 FIXED_MTIME = 0
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # leaves room for the extension in 100 bytes
 _EXT = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
 
 def check_key(key: str) -> str:
     """Refuse keys that WebDataset readers would split or that escape the archive."""
     if not _KEY.match(key):
-        raise ValueError(f"bad sample key {key!r}: use 1-128 of [A-Za-z0-9_-], no dots or slashes")
+        raise ValueError(f"bad sample key {key!r}: use 1-64 of [A-Za-z0-9_-], no dots or slashes")
     return key
 
 

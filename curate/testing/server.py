@@ -126,10 +126,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str) -> None:
         if path == "/robots.txt":
+            moved = self.server.owner._read_root("robots-moved-to.txt")
+            if moved is not None:
+                return self._redirect(moved.decode().strip())
             robots = self.server.owner._read_root("robots.txt")
             if robots is None:
                 return self._status(404)
             return self._send(200, robots, "text/plain")
+        if path.startswith("/root/") and _NAME.match(path[6:]):
+            body = self.server.owner._read_root(path[6:])
+            return self._status(404) if body is None else self._send(200, body, "text/plain")
         parts = path.split("/")[1:]
         name = parts[-1] if parts else ""
         data = self.server.owner._read(name) if _NAME.match(name) and ".." not in name else None
@@ -151,8 +157,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.owner.hits(path) <= int(parts[2]):
                 return self._status(503, {"Retry-After": "0"})
             return self._image(data, name)
+        if len(parts) == 4 and parts[1] == "retry-after" and parts[2].isdigit():
+            return self._status(503, {"Retry-After": parts[2]})  # always busy, asks for patience
         if len(parts) == 4 and parts[1] == "hold" and parts[2].isdigit():
-            time.sleep(int(parts[2]) / 1000)  # a slow origin, to observe client concurrency
+            with self.server.owner._holding():  # a slow origin, to observe client concurrency
+                time.sleep(int(parts[2]) / 1000)
             return self._image(data, name)
         if len(parts) != 3:
             return self._status(404)
@@ -177,6 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._partial(data, name)
         if kind == "slow":
             return self._slow(data, name)
+        if kind == "slow-headers":
+            return self._slow_headers()
+        if kind == "gzip-stall":
+            return self._gzip_stall()
         if kind in ("big", "big-chunked"):
             return self._big(chunked=kind == "big-chunked")
         return self._status(404)
@@ -211,6 +224,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(_SLOW_INTERVAL_S)
 
+    def _slow_headers(self) -> None:
+        """Status line, then header bytes one per interval: per-read timeouts never fire."""
+        self.close_connection = True
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        deadline = time.monotonic() + _SLOW_GIVE_UP_S
+        for byte in b"X-Padding: " + b"a" * 4096:
+            if self._stopping() or time.monotonic() > deadline:
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(_SLOW_INTERVAL_S)
+
+    def _gzip_stall(self) -> None:
+        """A gzip body of endless empty deflate blocks: bytes flow, nothing decodes."""
+        import zlib
+
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+        deadline = time.monotonic() + _SLOW_GIVE_UP_S
+        while not self._stopping() and time.monotonic() < deadline:
+            self.wfile.write(comp.flush(zlib.Z_SYNC_FLUSH) or comp.compress(b""))
+            self.wfile.flush()
+            time.sleep(0.05)
+
     def _big(self, chunked: bool) -> None:
         """Stream 64 MiB of JPEG-looking bytes, with or without a Content-Length."""
         self._headers_only("image/jpeg", None if chunked else BIG_BODY_BYTES)
@@ -242,6 +284,8 @@ class WebServer:
         self._served = 0
         self._hits: dict[str, int] = {}
         self._in_flight = 0
+        self._holds = 0
+        self._hold_peak = 0
         self._peak = 0
         self._starts: list[float] = []
         self._conns: set[socket.socket] = set()
@@ -300,6 +344,27 @@ class WebServer:
                 self._conns.add(conn)
             else:
                 self._conns.discard(conn)
+
+    @property
+    def max_holding(self) -> int:
+        """The most /fault/hold/ requests that were waiting at the same moment.
+
+        Unlike max_in_flight, it cannot count a response the client already read while the
+        handler thread is still finishing.
+        """
+        with self._lock:
+            return self._hold_peak
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        with self._lock:
+            self._holds += 1
+            self._hold_peak = max(self._hold_peak, self._holds)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
 
     @property
     def max_in_flight(self) -> int:

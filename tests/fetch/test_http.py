@@ -128,6 +128,9 @@ def test_optout_scoping() -> None:
     assert not is_opted_out(["otherbot: noai"], ua, DIRECTIVES)
     assert not is_opted_out(["nofollow, noarchive"], ua, DIRECTIVES)
     assert not is_opted_out(["noindex"], ua, frozenset({"noai"}))
+    # a proxy may merge two header lines into one value; our scope still counts
+    assert is_opted_out(["otherbot: noindex, curate: noai"], ua, DIRECTIVES)
+    assert not is_opted_out(["curate: nofollow, otherbot: noai"], ua, DIRECTIVES)
 
 
 def test_optout_other_agent_is_fetched(web: SyntheticWeb, server: WebServer) -> None:
@@ -145,3 +148,27 @@ def test_one_fetcher_is_shared_by_threads(web: SyntheticWeb, server: WebServer) 
     with ThreadPoolExecutor(8) as pool:
         bodies = list(pool.map(fetcher.fetch, [f"{server.base_url}/img/{name}"] * 24))
     assert set(bodies) == {(web.root / "files" / name).read_bytes()}
+
+
+@pytest.mark.parametrize("kind", ["slow-headers", "gzip-stall"])
+def test_total_deadline_covers_headers_and_compressed_bodies(
+    web: SyntheticWeb, server: WebServer, kind: str
+) -> None:
+    t0 = time.monotonic()
+    assert reason(f"{server.base_url}/fault/{kind}/{first_file(web)}") == "timeout"
+    assert time.monotonic() - t0 < CFG.total_timeout_s + 1.0
+
+
+def test_malformed_url_is_bad_url() -> None:
+    assert reason("http://[::1/x.jpg") == "bad_url"
+
+
+def test_retry_after_beyond_the_cap_gives_up_at_once(web: SyntheticWeb, server: WebServer) -> None:
+    """A server asking for more patience than max_retry_after_s is not retried early."""
+    path = f"/fault/retry-after/120/{first_file(web)}"
+    t0 = time.monotonic()
+    assert reason(server.base_url + path) == "http_503"
+    assert time.monotonic() - t0 < 1.0 and server.hits(path) == 1
+    path = f"/fault/retry-after/1/{first_file(web)}"
+    assert reason(server.base_url + path) == "http_503"
+    assert server.hits(path) == 1 + CFG.retries  # within the cap: retried

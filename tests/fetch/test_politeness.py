@@ -41,7 +41,7 @@ def test_concurrency_per_domain_is_capped(site: WebServer) -> None:
     urls = [f"{site.base_url}/fault/hold/150/{i:03d}.jpg" for i in range(10)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(fetcher.fetch, urls))
-    assert site.max_in_flight == 2
+    assert site.max_holding == 2
 
 
 def test_rate_per_domain_spaces_request_starts(site: WebServer) -> None:
@@ -91,4 +91,15 @@ def test_pipeline_splits_the_domain_limit_across_workers(site: WebServer, tmp_pa
     }
     res = curate.run(cfg, tmp_path / "out", progress=False)
     assert res.funnel["written"] == 12
-    assert site.max_in_flight <= 2
+    assert site.max_holding <= 2
+
+
+def test_robots_txt_redirect_is_followed(site: WebServer, tmp_path: Path) -> None:
+    (tmp_path / "robots.txt").unlink()
+    (tmp_path / "moved.txt").write_text("User-agent: *\nDisallow: /\n")
+    (tmp_path / "robots-moved-to.txt").write_text("/root/moved.txt")
+    fetcher = Fetcher(CFG.model_copy(update={"robots_txt": True}))
+    with pytest.raises(SampleFailure) as exc:
+        fetcher.fetch(f"{site.base_url}/img/000.jpg")
+    assert exc.value.reason == "robots_disallowed"
+    assert site.hits("/img/000.jpg") == 0 and site.hits("/root/moved.txt") == 1
