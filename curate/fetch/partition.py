@@ -16,7 +16,7 @@ import polars as pl
 
 from curate.config import PipelineConfig
 from curate.errors import SampleFailure
-from curate.fetch.http import get_fetcher
+from curate.fetch.http import Fetcher, get_fetcher
 from curate.io.atomic import write_bytes, write_json
 from curate.media.image import process_image
 from curate.shards.tar import TarShardWriter, iter_tar_samples
@@ -63,27 +63,27 @@ def read_local(path: str, max_bytes: int) -> bytes:
         raise SampleFailure("read_error", f"{path}: {err.strerror or err}") from None
 
 
-def _load(row: dict[str, Any], cfg: PipelineConfig, share: float) -> bytes:
+def _load(row: dict[str, Any], cfg: PipelineConfig, fetcher: Fetcher) -> bytes:
     if row["image"] is not None:
         return bytes(row["image"])
     if row["path"] is not None:
         return read_local(row["path"], cfg.fetch.max_bytes)
     if row["url"] is None or not row["url"].strip():
         raise SampleFailure("bad_url", "no URL")
-    return get_fetcher(cfg.fetch, share).fetch(row["url"].strip())
+    return fetcher.fetch(row["url"].strip())
 
 
 Members = dict[str, bytes]
 
 
 def _process(
-    row: dict[str, Any], cfg: PipelineConfig, share: float
+    row: dict[str, Any], cfg: PipelineConfig, fetcher: Fetcher
 ) -> tuple[dict[str, Any], Members | None]:
     """One row to its raw-table record and, when it succeeded, its tar members."""
     record: dict[str, Any] = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
     record.update(status="ok", reason=None, detail=None, stage="fetch")
     try:
-        img = process_image(_load(row, cfg, share), cfg.image)
+        img = process_image(_load(row, cfg, fetcher), cfg.image)
     except SampleFailure as failure:
         record.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
         return record, None
@@ -151,9 +151,10 @@ def fetch_partition(
     name = partition_name(index)
     rows = pl.read_parquet(root / "ingest" / f"{name}.parquet").to_dicts()
     previous = _previous(raw, name, retry) if retry is not None else {}
+    fetcher = get_fetcher(cfg.fetch, share)  # once per partition, shared by its threads
 
     def work(row: dict[str, Any]) -> tuple[dict[str, Any], Members | None]:
-        return previous.get(row["uid"]) or _process(row, cfg, share)
+        return previous.get(row["uid"]) or _process(row, cfg, fetcher)
 
     records: list[dict[str, Any]] = []
     # map() yields in input order while later rows are still fetching, so images stream
