@@ -44,6 +44,9 @@ def _now() -> str:
 def start_run(out: Path, cfg: PipelineConfig, chash: str, overwrite: bool) -> dict[str, Any]:
     """Create or resume a run directory; refuse a different config unless `overwrite`."""
     run_json = out / "run.json"
+    # A kill while run.json itself was being written leaves only its .tmp: that run never
+    # started, so the directory is still ours and empty.
+    (out / "run.json.tmp").unlink(missing_ok=True)
     if run_json.exists():
         previous = read_json(run_json)
         if previous.get("config_hash") != chash:
