@@ -1,0 +1,1 @@
+"""Duplicate finding: exact, perceptual (pHash LSH), semantic, caption MinHash, eval-set."""

@@ -1,0 +1,1 @@
+"""Per-sample features: content hashes, perceptual hashes, thumbnails, caption hashes."""
