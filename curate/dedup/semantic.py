@@ -1,0 +1,154 @@
+"""Semantic duplicates (SemDeDup): k-means on embeddings, exact cosine pairs within clusters.
+
+Comparing every pair is quadratic, so rows are first clustered with spherical k-means and
+only rows sharing a cluster are compared. Near duplicates almost always share a cluster;
+the few split across a boundary are missed, which is the trade SemDeDup makes for speed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.dedup.clusters import components
+
+__all__ = ["default_n_clusters", "semantic_duplicates", "semantic_pairs"]
+
+_BLOCK_ELEMENTS = 1 << 24  # similarity block cap: 64 MiB of float32 per block
+_MAX_BLOCK_ROWS = 4096
+_MIN_POINTS_PER_CENTROID = 39  # below this faiss warns that k-means is poorly trained
+
+
+def default_n_clusters(n: int) -> int:
+    """About sqrt(n) clusters, in [1, 1024], and at least 39 points per centroid.
+
+    sqrt(n) balances k-means cost (grows with k) against the within-cluster comparisons
+    (about n**2 / k); 100k rows -> 316 clusters.
+    """
+    return max(1, min(math.isqrt(n), 1024, n // _MIN_POINTS_PER_CENTROID))
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _faiss_threads() -> Iterator[None]:
+    """Cap faiss's OpenMP threads at the CPUs this process may use, restoring them after."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, min(before, _usable_cpus())))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _normalised(embeddings: NDArray[np.floating]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """Unit rows (float32 copy) and a mask of rows that had any non-zero value."""
+    x = np.array(embeddings, dtype=np.float32, order="C", copy=True)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (rows, dim), got shape {x.shape}")
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise ValueError(f"embeddings row {row} has a non-finite value (as float32)")
+    # Scale by the largest |value| first so squaring cannot overflow or underflow float32.
+    scale = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(len(x), np.float32)
+    valid = scale > 0
+    x /= np.where(valid, scale, 1)[:, None]
+    x /= np.where(valid, np.linalg.norm(x, axis=1), 1)[:, None]
+    return x, valid
+
+
+def _cluster_labels(x: NDArray[np.float32], k: int, seed: int, niter: int) -> NDArray[np.int64]:
+    if k == 1:
+        return np.zeros(len(x), dtype=np.int64)
+    import faiss
+
+    with _faiss_threads():
+        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True)
+        km.train(x)
+        _, labels = km.index.search(x, 1)
+    return np.asarray(labels[:, 0], dtype=np.int64)
+
+
+def _pairs_in_cluster(
+    xc: NDArray[np.float32], threshold: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+    """Local (a < b) pairs with cosine >= threshold, comparing a bounded block of rows at once."""
+    m = len(xc)
+    step = max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // m))
+    out_a, out_b, out_s = [], [], []
+    for start in range(0, m, step):
+        sims = xc[start : start + step] @ xc[start:].T  # only columns at or right of the block
+        r, c = np.nonzero(sims >= threshold)
+        keep = c > r  # the block's diagonal starts at column 0
+        r, c = r[keep], c[keep]
+        out_a.append(r + start)
+        out_b.append(c + start)
+        out_s.append(sims[r, c])
+    return (
+        np.concatenate(out_a).astype(np.int64),
+        np.concatenate(out_b).astype(np.int64),
+        np.concatenate(out_s).astype(np.float32),
+    )
+
+
+def semantic_pairs(
+    embeddings: NDArray[np.floating],
+    threshold: float,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    niter: int = 20,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+    """Pairs (i < j, sorted by (i, j)) whose cosine is >= threshold and who share a cluster.
+
+    Rows that are all zero have no direction and are never paired. The same inputs and
+    seed give the same output. `n_clusters` defaults to `default_n_clusters(n)`.
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [-1, 1], got {threshold}")
+    if n_clusters is not None and n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+    x, valid = _normalised(embeddings)
+    rows = np.flatnonzero(valid)
+    empty = np.zeros(0, dtype=np.int64)
+    if rows.size < 2:
+        return empty, empty.copy(), np.zeros(0, dtype=np.float32)
+    if rows.size < len(x):
+        x = x[rows]
+    k = min(n_clusters or default_n_clusters(rows.size), rows.size)
+    labels = _cluster_labels(x, k, seed, niter)
+    order = np.argsort(labels, kind="stable")  # members of each cluster in ascending order
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    out_i, out_j, out_s = [empty], [empty], [np.zeros(0, dtype=np.float32)]
+    for members in np.split(order, bounds):
+        if members.size > 1:
+            a, b, s = _pairs_in_cluster(x[members], threshold)
+            out_i.append(rows[members[a]])
+            out_j.append(rows[members[b]])
+            out_s.append(s)
+    i, j, s = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
+    by = np.lexsort((j, i))
+    return i[by], j[by], s[by]
+
+
+def semantic_duplicates(
+    embeddings: NDArray[np.floating],
+    threshold: float = 0.95,
+    n_clusters: int | None = None,
+    seed: int = 0,
+) -> NDArray[np.int64]:
+    """Cluster id per row: the smallest row index among its transitive semantic duplicates."""
+    i, j, _ = semantic_pairs(embeddings, threshold, n_clusters=n_clusters, seed=seed)
+    return components(np.shape(embeddings)[0], i, j)
