@@ -8,10 +8,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_config", "open_ledger", "run"]
+__all__ = [
+    "__version__",
+    "load_config",
+    "near_duplicates",
+    "open_ledger",
+    "phash",
+    "run",
+    "semantic_duplicates",
+]
 
 if TYPE_CHECKING:
     from curate.config import load_config
+    from curate.dedup.lsh import near_duplicates
+    from curate.dedup.semantic import semantic_duplicates
+    from curate.features.hashes import phash
     from curate.ledger import open_ledger
     from curate.pipeline import run
 
@@ -19,6 +30,9 @@ _LAZY = {
     "run": "curate.pipeline",
     "open_ledger": "curate.ledger",
     "load_config": "curate.config",
+    "phash": "curate.features.hashes",
+    "near_duplicates": "curate.dedup.lsh",
+    "semantic_duplicates": "curate.dedup.semantic",
 }
 
 

@@ -21,7 +21,11 @@ def format_funnel(funnel: dict[str, Any]) -> str:
         by_reason = funnel.get(status) or {}
         total = sum(by_reason.values())
         lines.append(f"  {status:<8} {total:>8}")
-        lines += [f"    {reason:<22} {n:>6}" for reason, n in by_reason.items()]
+        for reason, n in by_reason.items():
+            lines.append(f"    {reason:<22} {n:>6}")
+            if status == "dropped" and reason == "duplicate":
+                methods = funnel.get("duplicates") or {}
+                lines += [f"      {m:<20} {k:>6}" for m, k in methods.items()]
     lines.append(f"  written  {funnel['written']:>8}")
     return "\n".join(lines)
 

@@ -158,6 +158,67 @@ class ShardsConfig(_Model):
     samples_per_shard: int = Field(default=1000, ge=1)
 
 
+class PerceptualDedup(_Model):
+    """Near-duplicate images: pHash within a Hamming radius, verified by colour thumbnails."""
+
+    enabled: bool = True
+    max_distance: int = Field(default=8, ge=0, le=32, description="pHash bits that may differ.")
+    verify_threshold: float | None = Field(
+        default=0.28,
+        ge=0,
+        le=1,
+        description="Thumbnail colour distance a candidate must stay under; null: no check.",
+    )
+
+
+class SemanticDedup(_Model):
+    """SemDeDup on stored CLIP image embeddings (features/NNNNN.emb.npy)."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.95, ge=-1, le=1, description="Cosine similarity.")
+    n_clusters: int | None = Field(default=None, ge=1, description="null: about sqrt(n).")
+
+
+class CaptionDedup(_Model):
+    """Boilerplate captions: MinHash LSH over character shingles, verified by Jaccard."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity.")
+    num_perm: int = Field(default=128, ge=16)
+    shingle: int = Field(default=5, ge=1)
+
+
+class EvalSet(_Model):
+    """Evaluation data no training sample may match (exactly or nearly)."""
+
+    name: str = Field(description="Shown in the ledger as eval:<name>.")
+    images: str | None = Field(
+        default=None, description="Folder of images, or a parquet with an image or path column."
+    )
+    captions: str | None = Field(
+        default=None, description="A .txt file (one per line) or a table with a caption column."
+    )
+
+
+class DedupConfig(_Model):
+    """Which duplicate finders run, in order: eval sets, exact, perceptual, semantic, caption.
+
+    In each cluster the sample with the most pixels survives, then the higher CLIP score, then
+    the lowest uid; the others are dropped with the method and the uid they duplicate.
+    """
+
+    enabled: bool = True
+    exact: list[Literal["bytes", "url_caption", "caption"]] = Field(
+        default=["bytes", "url_caption"],
+        description="bytes: same stored image; url_caption: same URL and caption; "
+        "caption: same normalised caption.",
+    )
+    perceptual: PerceptualDedup = PerceptualDedup()
+    semantic: SemanticDedup = SemanticDedup()
+    captions: CaptionDedup = CaptionDedup()
+    eval_sets: list[EvalSet] = Field(default_factory=list)
+
+
 class EngineConfig(_Model):
     n_workers: int | None = Field(default=None, ge=1, description="null: one per core.")
     threads_per_worker: int = Field(default=1, ge=1)
@@ -173,6 +234,7 @@ class PipelineConfig(_Model):
     ingest: IngestConfig = IngestConfig()
     fetch: FetchConfig = FetchConfig()
     image: ImageConfig = ImageConfig()
+    dedup: DedupConfig = DedupConfig()
     shards: ShardsConfig = ShardsConfig()
     engine: EngineConfig = EngineConfig()
 
@@ -234,7 +296,18 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         if not sp.is_absolute():
             s = s.model_copy(update={"path": str((base / sp).resolve())})
         sources.append(s)
-    return cfg.model_copy(update={"sources": sources})
+    evals = [
+        e.model_copy(
+            update={
+                k: str((base / v).resolve())
+                for k in ("images", "captions")
+                if (v := getattr(e, k)) is not None and not Path(v).is_absolute()
+            }
+        )
+        for e in cfg.dedup.eval_sets
+    ]
+    dedup = cfg.dedup.model_copy(update={"eval_sets": evals})
+    return cfg.model_copy(update={"sources": sources, "dedup": dedup})
 
 
 def config_hash(cfg: PipelineConfig, extra: str = "") -> str:

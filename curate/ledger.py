@@ -29,6 +29,8 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "original_width": pl.Int32(),
     "original_height": pl.Int32(),
     "bytes": pl.Int64(),
+    "dedup_method": pl.String(),
+    "dup_of": pl.String(),
     "partition": pl.String(),
     "shard": pl.String(),
     "key": pl.String(),
@@ -42,12 +44,35 @@ def raw_table(run_dir: Path) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema=LEDGER_SCHEMA)
 
 
-def write_ledger(run_dir: Path, table: pl.DataFrame, placement: pl.DataFrame) -> None:
-    """Join where each kept uid landed; write one ledger parquet per raw partition."""
-    led = table.join(placement, on="uid", how="left").with_columns(
-        status=pl.when(pl.col("shard").is_not_null())
-        .then(pl.lit("written"))
-        .otherwise(pl.col("status"))
+def write_ledger(
+    run_dir: Path,
+    table: pl.DataFrame,
+    placement: pl.DataFrame,
+    duplicates: pl.DataFrame | None = None,
+) -> None:
+    """Join where each kept uid landed and why each duplicate was dropped; write one ledger
+    parquet per raw partition."""
+    dups = (
+        duplicates
+        if duplicates is not None
+        else pl.DataFrame(schema={"uid": pl.String, "dedup_method": pl.String, "dup_of": pl.String})
+    )
+    is_dup = pl.col("dedup_method").is_not_null()
+    led = (
+        table.join(placement, on="uid", how="left", maintain_order="left")
+        .join(dups, on="uid", how="left", maintain_order="left")
+        .with_columns(
+            status=pl.when(pl.col("shard").is_not_null())
+            .then(pl.lit("written"))
+            .when(is_dup)
+            .then(pl.lit("dropped"))
+            .otherwise(pl.col("status")),
+            reason=pl.when(is_dup).then(pl.lit("duplicate")).otherwise(pl.col("reason")),
+            stage=pl.when(is_dup).then(pl.lit("dedup")).otherwise(pl.col("stage")),
+            detail=pl.when(is_dup)
+            .then(pl.format("{} of {}", pl.col("dedup_method"), pl.col("dup_of")))
+            .otherwise(pl.col("detail")),
+        )
     )
     led = led.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
     for (part,), group in led.group_by(["partition"], maintain_order=True):
@@ -67,7 +92,10 @@ def open_ledger(path: str | Path) -> pl.LazyFrame:
 
 def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
     """Counts from inputs to written, failures and drops by reason."""
-    df = ledger.lazy().select("status", "reason", "stage").collect()
+    lf = ledger.lazy()
+    has_method = "dedup_method" in lf.collect_schema().names()
+    cols = ["status", "reason", "stage"] + (["dedup_method"] if has_method else [])
+    df = lf.select(cols).collect()
     fetch_failed = (df["status"] == "failed") & (df["stage"] == "fetch")
     by_reason = (
         df.filter(pl.col("status") != "written")
@@ -83,4 +111,10 @@ def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
     for status in ("failed", "dropped"):
         rows = by_reason.filter(pl.col("status") == status)
         out[status] = {r: int(n) for _, r, n in rows.iter_rows()}
+    if has_method:
+        methods = df["dedup_method"].drop_nulls().value_counts(sort=True, name="n")
+        out["duplicates"] = {
+            m: int(n)
+            for m, n in methods.sort(["n", "dedup_method"], descending=[True, False]).iter_rows()
+        }
     return out

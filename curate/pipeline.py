@@ -19,10 +19,12 @@ from typing import Any
 import polars as pl
 
 from curate.config import PipelineConfig, config_hash, load_config, parse_config
+from curate.dedup.stage import read_dedup, run_dedup
 from curate.engine.cluster import dask_client
 from curate.engine.rundir import finish_run, start_run
 from curate.engine.runner import StageTask, run_tasks
 from curate.errors import IngestError
+from curate.features.stage import features_partition, raw_digest
 from curate.fetch.http import RETRY_FAILED_REASONS
 from curate.fetch.partition import fetch_partition, partition_name, retryable_partitions
 from curate.io.atomic import write_bytes
@@ -88,9 +90,26 @@ def _fetch(ctx: RunContext) -> None:
     run_tasks(ctx.client, "retry", again, retries=retries, progress=progress)
 
 
+def _features(ctx: RunContext) -> None:
+    tasks = []
+    for i in range(ctx.n_partitions):
+        name = partition_name(i)
+        marker = ctx.out / "features" / f"{name}.done.json"
+        expect = {"raw": raw_digest(ctx.out, name)}
+        tasks.append(StageTask(i, marker, features_partition, (str(ctx.out), name), expect))
+    retries, progress = ctx.cfg.engine.task_retries, ctx.progress
+    run_tasks(ctx.client, "features", tasks, retries=retries, progress=progress)
+
+
+def _dedup(ctx: RunContext) -> None:
+    ctx.results["dedup"] = run_dedup(ctx.out, ctx.cfg)
+
+
 def _shards(ctx: RunContext) -> None:
     table = raw_table(ctx.out)
-    kept = table.filter(pl.col("status") == "ok").select("partition", "uid")
+    dups = read_dedup(ctx.out)
+    kept = table.filter((pl.col("status") == "ok") & ~pl.col("uid").is_in(dups["uid"].implode()))
+    kept = kept.select("partition", "uid")
     plans = plan_shards(kept, ctx.cfg.shards.samples_per_shard)
     tasks = [
         StageTask(
@@ -114,14 +133,19 @@ def _shards(ctx: RunContext) -> None:
     for stale in (ctx.out / "shards").glob("*.tar"):
         if stale.name not in planned:  # left by an earlier plan with more shards
             stale.unlink()
-    write_ledger(ctx.out, table, placement)
+    write_ledger(ctx.out, table, placement, dups)
     ctx.results["funnel"] = funnel(open_ledger(ctx.out))
     members = sorted([ctx.cfg.image.encode_format, "json", "txt"])
     manifest = write_manifest(ctx.out / "shards", summaries, members, ctx.config_hash)
     write_card(ctx.out / "shards", ctx.cfg.name, manifest, ctx.results["funnel"])
 
 
-STAGES: list[Stage] = [Stage("fetch", _fetch), Stage("shards", _shards)]
+STAGES: list[Stage] = [
+    Stage("fetch", _fetch),
+    Stage("features", _features),
+    Stage("dedup", _dedup),
+    Stage("shards", _shards),
+]
 
 
 def _fingerprint(table: pl.DataFrame) -> str:

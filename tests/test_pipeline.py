@@ -27,8 +27,22 @@ def test_every_input_has_a_ledger_row_with_the_planted_reason(
     assert ledger.height == truth.height
     assert ledger["uid"].n_unique() == ledger.height
     joined = truth.join(ledger, on="url", how="left", validate="1:1")
-    expected_ok = joined.filter(pl.col("expected_status") == "ok")
-    assert expected_ok["status"].to_list() == ["written"] * expected_ok.height
+    expected_ok = joined.filter(pl.col("expected_status") == "ok").with_columns(
+        copies=pl.when(pl.col("role") == "hard_negative")
+        .then(pl.col("item_id"))
+        .otherwise(pl.col("group"))
+    )
+    # Each planted copy group keeps exactly one member; the rest are dropped as duplicates.
+    per_group = expected_ok.group_by("copies").agg(
+        written=(pl.col("status") == "written").sum(),
+        dropped=((pl.col("status") == "dropped") & (pl.col("reason") == "duplicate")).sum(),
+        n=pl.len(),
+    )
+    wrong = per_group.filter((pl.col("written") != 1) | (pl.col("dropped") != pl.col("n") - 1))
+    assert wrong.height == 0, wrong.join(expected_ok, on="copies").select(
+        "item_id", "role", "transform", "status", "detail"
+    )
+    assert per_group["dropped"].sum() > 0
     failed = joined.filter(pl.col("expected_status") == "failed")
     assert failed.height > 0
     mismatch = failed.filter(pl.col("reason") != pl.col("expected_reason"))
@@ -42,6 +56,7 @@ def test_every_input_has_a_ledger_row_with_the_planted_reason(
     assert finished.funnel["written"] == written.height
     assert finished.funnel["inputs"] == truth.height
     assert sum(finished.funnel["failed"].values()) == failed.height
+    assert sum(finished.funnel["duplicates"].values()) == finished.funnel["dropped"]["duplicate"]
 
 
 def test_shards_are_sound_and_match_the_ledger(finished: RunResult) -> None:
@@ -116,7 +131,7 @@ def test_changed_config_is_refused_with_the_hash(
 def test_overwrite_replaces_a_run_with_another_config(
     web: SyntheticWeb, server: WebServer, tmp_path: Path
 ) -> None:
-    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    good = web.truth.filter((pl.col("expected_status") == "ok") & (pl.col("role") == "original"))
     small = web.url_list(server.base_url).filter(pl.col("item_id").is_in(good["item_id"])).head(6)
     small.write_parquet(tmp_path / "small.parquet")
     out = tmp_path / "out"
@@ -194,7 +209,7 @@ def test_cli_errors_are_clear_and_mark_nothing_done(urls: Path, tmp_path: Path) 
 
 
 def test_changed_input_is_refused(web: SyntheticWeb, server: WebServer, tmp_path: Path) -> None:
-    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    good = web.truth.filter((pl.col("expected_status") == "ok") & (pl.col("role") == "original"))
     listing = web.url_list(server.base_url).filter(pl.col("item_id").is_in(good["item_id"]))
     listing.head(3).write_parquet(tmp_path / "u.parquet")
     cfg = pipeline_yaml(tmp_path, tmp_path / "u.parquet", engine={"n_workers": 1})
@@ -207,7 +222,7 @@ def test_changed_input_is_refused(web: SyntheticWeb, server: WebServer, tmp_path
 def test_unsafe_urls_are_ledger_rows_and_lose_nothing(
     web: SyntheticWeb, server: WebServer, tmp_path: Path
 ) -> None:
-    good = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null())
+    good = web.truth.filter((pl.col("expected_status") == "ok") & (pl.col("role") == "original"))
     urls = [server.base_url + r for r in good["route"].head(4)]
     port = server.base_url.rsplit(":", 1)[1]
     bad = {

@@ -127,6 +127,7 @@ def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
             "fetch": {"allowed_networks": ["127.0.0.1/32"], "retries": 0},
             "shards": {"samples_per_shard": 2},
             "engine": {"n_workers": 1},
+            "dedup": {"enabled": False},  # flat colour fills: near-duplicates by design
         }
         out = tmp_path / "out"
         first = curate.run(cfg, out, progress=False)

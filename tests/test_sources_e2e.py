@@ -105,10 +105,11 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
     truth = pl.read_parquet(out / "web" / "truth.parquet")
     ledger = curate.open_ledger(out / "corpus").collect()
     assert ledger.height == truth.height
-    assert (
-        ledger.filter(pl.col("status") == "written").height
-        == truth.filter(pl.col("expected_status") == "ok").height
-    )
+    ok = truth.filter(pl.col("expected_status") == "ok")
+    copies = pl.when(pl.col("role") == "hard_negative").then("item_id").otherwise("group")
+    assert ledger.filter(pl.col("status") == "written").height == ok.select(copies).n_unique()
+    dups = ok.height - ok.select(copies).n_unique()
+    assert ledger.filter(pl.col("reason") == "duplicate").height == dups > 0
     sizes = json.loads((out / "corpus" / "shards" / "sizes.json").read_text())
     inspect = subprocess.run(
         [sys.executable, "-m", "curate", "inspect", str(out / "corpus")],

@@ -88,6 +88,7 @@ def test_pipeline_splits_the_domain_limit_across_workers(site: WebServer, tmp_pa
         "ingest": {"samples_per_partition": 6},
         "fetch": {"allowed_networks": ["127.0.0.1/32"], "per_domain_concurrency": 2, "threads": 8},
         "engine": {"n_workers": 2},
+        "dedup": {"enabled": False},  # twelve copies of one image, on purpose
     }
     res = curate.run(cfg, tmp_path / "out", progress=False)
     assert res.funnel["written"] == 12

@@ -1,0 +1,83 @@
+"""The features stage over one raw partition: hashes and thumbnails, written beside it.
+
+A pure function of the raw partition, so it reruns anywhere with the same bytes. The image
+is the stored (already resized) one, decoded at reduced size: never a second full decode of
+the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.dedup.captions import caption_hash
+from curate.features.hashes import sha256_hex, signature
+from curate.io.atomic import write_bytes, write_json
+from curate.shards.tar import iter_tar_samples
+
+__all__ = ["FEATURES_SCHEMA", "features_partition", "raw_digest"]
+
+FEATURES_SCHEMA: dict[str, pl.DataType] = {
+    "uid": pl.String(),
+    "sha256": pl.String(),
+    "phash": pl.UInt64(),
+    "thumb": pl.Binary(),
+    "caption_hash": pl.String(),
+    "url_caption_hash": pl.String(),
+    "width": pl.Int32(),
+    "height": pl.Int32(),
+}
+_IMAGE_EXTS = ("jpg", "png", "webp")
+
+
+def raw_digest(run_dir: Path, name: str) -> str:
+    """Identifies a raw partition's content, so features of an older fetch are redone."""
+    return hashlib.sha256((run_dir / "raw" / f"{name}.parquet").read_bytes()).hexdigest()
+
+
+def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
+    key = f"{url or path or ''}\x00{caption or ''}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def _row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    ext = next((e for e in _IMAGE_EXTS if e in members), None)
+    if ext is None:
+        raise ValueError(f"raw sample {record['uid']} has no image member ({sorted(members)})")
+    data = members[ext]
+    ph, thumb = signature(data)
+    return {
+        "uid": record["uid"],
+        "sha256": sha256_hex(data),
+        "phash": ph,
+        "thumb": thumb.tobytes(),
+        "caption_hash": caption_hash(record["caption"]),
+        "url_caption_hash": _url_caption(record["url"], record["path"], record["caption"]),
+        "width": record["width"],
+        "height": record["height"],
+    }
+
+
+def features_partition(run_dir: str, name: str) -> dict[str, Any]:
+    """features/NNNNN.parquet (one row per ok sample, raw order), then its marker."""
+    root = Path(run_dir)
+    raw = pl.read_parquet(root / "raw" / f"{name}.parquet").filter(pl.col("status") == "ok")
+    records = {r["uid"]: r for r in raw.to_dicts()}
+    rows = [
+        _row(records[key], members)
+        for key, members in iter_tar_samples(root / "raw" / f"{name}.tar")
+        if key in records
+    ]
+    if len(rows) != len(records):
+        raise RuntimeError(f"raw/{name}.tar holds {len(rows)} of {len(records)} ok samples")
+    table = pl.DataFrame(rows, schema=FEATURES_SCHEMA)
+    buf = io.BytesIO()
+    table.write_parquet(buf, compression="zstd", statistics=False)
+    write_bytes(root / "features" / f"{name}.parquet", buf.getvalue())
+    summary = {"partition": name, "samples": table.height, "raw": raw_digest(root, name)}
+    write_json(root / "features" / f"{name}.done.json", summary)
+    return summary
