@@ -102,7 +102,9 @@ def _features(ctx: RunContext) -> None:
 
 
 def _dedup(ctx: RunContext) -> None:
-    ctx.results["dedup"] = run_dedup(ctx.out, ctx.cfg)
+    if ctx.progress:
+        print("   dedup: finding duplicates across all partitions", flush=True)
+    ctx.results["dedup"] = run_dedup(ctx.out, ctx.cfg, ctx.client)
 
 
 def _shards(ctx: RunContext) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -101,14 +102,19 @@ def _equal_labels(values: pl.Series) -> NDArray[np.int64]:
 
 
 def _eval_images(
-    st: _State, table: pl.DataFrame, ev: EvalData, cfg: DedupConfig, thumbs: NDArray[np.uint8]
+    st: _State,
+    table: pl.DataFrame,
+    ev: EvalData,
+    cfg: DedupConfig,
+    thumbs: NDArray[np.uint8],
+    client: Any,
 ) -> None:
     idx = st.survivors()
     if not ev.phash.size or not idx.size:
         return
     hashes = np.concatenate([table["phash"].to_numpy()[idx], ev.phash])
     k = cfg.perceptual.max_distance
-    i, j = hamming_pairs(hashes, k)
+    i, j = hamming_pairs(hashes, k, client=client)
     cross = (i < idx.size) & (j >= idx.size)  # i < j, so a train row pairs an eval row
     i, j = i[cross], j[cross] - idx.size
     threshold = cfg.perceptual.verify_threshold
@@ -142,11 +148,13 @@ def find_duplicates(
     cfg: DedupConfig,
     embeddings: NDArray[np.floating] | None = None,
     evals: tuple[EvalData, ...] = (),
+    client: Any = None,
 ) -> pl.DataFrame:
     """One row per dropped sample: uid, dedup_method, dup_of.
 
     `table` holds the features columns plus `caption` (and `clip_score` when scored);
-    `embeddings` are row-aligned CLIP image embeddings for semantic dedup.
+    `embeddings` are row-aligned CLIP image embeddings for semantic dedup; a Dask `client`
+    runs the Hamming searches on its cluster.
     """
     st = _State(table)
     captions: list[str | None] = table["caption"].to_list()
@@ -156,7 +164,7 @@ def find_duplicates(
         else np.zeros((0, THUMB_SIZE, THUMB_SIZE, 3), np.uint8)
     )
     for ev in evals:
-        _eval_images(st, table, ev, cfg, thumbs)
+        _eval_images(st, table, ev, cfg, thumbs, client)
         _eval_captions(st, captions, ev, cfg)
     columns = {"bytes": "sha256", "url_caption": "url_caption_hash", "caption": "caption_hash"}
     for method in cfg.exact:
@@ -165,7 +173,7 @@ def find_duplicates(
     if cfg.perceptual.enabled:
         idx = st.survivors()
         p = cfg.perceptual
-        i, j = hamming_pairs(table["phash"].to_numpy()[idx], p.max_distance)
+        i, j = hamming_pairs(table["phash"].to_numpy()[idx], p.max_distance, client=client)
         if p.verify_threshold is not None and i.size:
             ok = verify_thumbs(thumbs[idx], p.verify_threshold)(i, j)
             i, j = i[ok], j[ok]

@@ -30,6 +30,7 @@ _BLOCK_PROBES = 1 << 22  # probes per task, bounding each task's memory
 _BRUTE_BLOCK = 2048
 
 Pairs = tuple[NDArray[np.int64], NDArray[np.int64]]
+BandIndex = tuple[NDArray[np.int64], NDArray[Any], NDArray[Any], NDArray[np.int64]]
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,32 @@ def _brute_block(h: NDArray[np.uint64], lo: int, hi: int, k: int) -> Pairs:
     return i[upper], j[upper]
 
 
+def _band_index(h: NDArray[np.uint64], band: int, m: int, radius: int) -> BandIndex:
+    """One band's direct-address table: values, row order by value, offsets, probe masks."""
+    bits = _band_bits(m)[band]
+    vals = _band_values(h, band, m)
+    index = np.int32 if h.size < 2**31 else np.int64  # half the cache misses of int64
+    order = np.argsort(vals, kind="stable").astype(index)
+    starts = np.zeros((1 << bits) + 1, dtype=index)
+    np.cumsum(np.bincount(vals, minlength=1 << bits), out=starts[1:])
+    return vals, order, starts, _masks(bits, radius)
+
+
+def _probe_indexed(h: NDArray[np.uint64], idx: BandIndex, lo: int, hi: int, k: int) -> Pairs:
+    return _probe_block(h, *idx, lo, hi, k)
+
+
+def _blocks(n: int, m: int, radius: int) -> list[tuple[int, list[tuple[int, int]]]]:
+    """(band, [(lo, hi), ...]): query blocks sized so each holds ~_BLOCK_PROBES of work."""
+    out = []
+    for band, bits in enumerate(_band_bits(m)):
+        n_masks = _ball(bits, radius)
+        expected = n_masks * (1 + n / 2.0**bits)  # probes + candidates per query
+        step = max(1, int(_BLOCK_PROBES // expected))
+        out.append((band, [(lo, min(n, lo + step)) for lo in range(0, n, step)]))
+    return out
+
+
 def _tasks(h: NDArray[np.uint64], k: int, plan: SearchPlan) -> list[Callable[[], Pairs]]:
     n = h.size
     if plan.brute:
@@ -127,29 +154,46 @@ def _tasks(h: NDArray[np.uint64], k: int, plan: SearchPlan) -> list[Callable[[],
             for lo in range(0, n, _BRUTE_BLOCK)
         ]
     tasks: list[Callable[[], Pairs]] = []
-    for band, bits in enumerate(_band_bits(plan.bands)):
-        vals = _band_values(h, band, plan.bands)
-        index = np.int32 if n < 2**31 else np.int64  # half the cache misses of int64
-        order = np.argsort(vals, kind="stable").astype(index)
-        starts = np.zeros((1 << bits) + 1, dtype=index)
-        np.cumsum(np.bincount(vals, minlength=1 << bits), out=starts[1:])
-        masks = _masks(bits, plan.radius)
-        expected = masks.size * (1 + n / 2.0**bits)  # probes + candidates per query
-        step = max(1, int(_BLOCK_PROBES // expected))
-        for lo in range(0, n, step):
-            tasks.append(
-                partial(_probe_block, h, vals, order, starts, masks, lo, min(n, lo + step), k)
-            )
+    for band, ranges in _blocks(n, plan.bands, plan.radius):
+        idx = _band_index(h, band, plan.bands, plan.radius)
+        tasks += [partial(_probe_indexed, h, idx, lo, hi, k) for lo, hi in ranges]
     return tasks
 
 
-def hamming_pairs(hashes: NDArray[Any], max_distance: int, workers: int | None = None) -> Pairs:
-    """Every pair (i < j) of hashes within `max_distance` bits, sorted, each pair once."""
+def _on_dask(client: Any, h: NDArray[np.uint64], k: int, plan: SearchPlan) -> list[Pairs]:
+    """The same tasks on a Dask cluster: hashes broadcast once, each band's table built on a
+    worker and shipped to the workers probing it."""
+    n = h.size
+    hf = client.scatter(h, broadcast=True, hash=False)
+    futures = []
+    if plan.brute:
+        for lo in range(0, n, _BRUTE_BLOCK):
+            hi = min(n, lo + _BRUTE_BLOCK)
+            futures.append(client.submit(_brute_block, hf, lo, hi, k, pure=False))
+    else:
+        for band, ranges in _blocks(n, plan.bands, plan.radius):
+            idx = client.submit(_band_index, hf, band, plan.bands, plan.radius, pure=False)
+            for lo, hi in ranges:
+                futures.append(client.submit(_probe_indexed, hf, idx, lo, hi, k, pure=False))
+    found: list[Pairs] = client.gather(futures)
+    return found
+
+
+def hamming_pairs(
+    hashes: NDArray[Any], max_distance: int, workers: int | None = None, client: Any = None
+) -> Pairs:
+    """Every pair (i < j) of hashes within `max_distance` bits, sorted, each pair once.
+
+    Runs on `workers` threads here, or on a Dask `client`'s cluster when one is given.
+    """
     h = np.ascontiguousarray(hashes, dtype=np.uint64).ravel()
     plan = plan_search(h.size, max_distance)
-    tasks = _tasks(h, max_distance, plan)
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        found = list(pool.map(lambda task: task(), tasks))
+    if client is not None and h.size:
+        found = _on_dask(client, h, max_distance, plan)
+    else:
+        tasks = _tasks(h, max_distance, plan)
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            found = list(pool.map(lambda task: task(), tasks))
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     i = np.concatenate([f[0] for f in found])
@@ -163,13 +207,15 @@ def near_duplicates(
     max_distance: int = 8,
     verify: Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]] | None = None,
     workers: int | None = None,
+    client: Any = None,
 ) -> NDArray[np.int64]:
     """Cluster id per hash (smallest member index); hashes within `max_distance` bits join.
 
-    `verify(i, j)` may veto candidate pairs (e.g. a colour check) before they are joined.
+    `verify(i, j)` may veto candidate pairs (e.g. a colour check) before they are joined;
+    with a Dask `client` the search runs on its cluster.
     """
     h = np.asarray(hashes, dtype=np.uint64).ravel()
-    i, j = hamming_pairs(h, max_distance, workers)
+    i, j = hamming_pairs(h, max_distance, workers, client)
     if verify is not None and i.size:
         ok = np.asarray(verify(i, j), dtype=bool)
         i, j = i[ok], j[ok]

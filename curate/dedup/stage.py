@@ -1,8 +1,8 @@
 """The dedup stage: read every partition's features, find duplicates, write one decision file.
 
 Duplicates cross partitions, so this stage sees the whole feature table on the driver, the
-1.7 kB thumbnails included (1.7 GB per million samples); the Hamming search runs on the
-driver's cores. Its output `features/dedup.parquet` and marker carry a digest of their
+1.7 kB thumbnails included (1.7 GB per million samples); the Hamming searches run as tasks
+on the Dask cluster. Its output `features/dedup.parquet` and marker carry a digest of their
 inputs, so a rerun skips it unless the features or eval sets changed.
 """
 
@@ -30,6 +30,7 @@ def dedup_inputs_digest(run_dir: Path, cfg: PipelineConfig) -> str:
     for marker in sorted((run_dir / "features").glob("[0-9]*.done.json")):
         h.update(marker.read_bytes())
     h.update(eval_digest(cfg.dedup.eval_sets).encode())
+    h.update(cfg.dedup.model_dump_json().encode())
     return h.hexdigest()
 
 
@@ -58,7 +59,7 @@ def _embeddings(feats: list[Path], n: int) -> np.ndarray[Any, Any]:
     return out
 
 
-def run_dedup(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
+def run_dedup(run_dir: Path, cfg: PipelineConfig, client: Any = None) -> dict[str, Any]:
     """Write features/dedup.parquet (dropped uids, method, dup_of) unless already current."""
     out = run_dir / "features" / "dedup.parquet"
     marker = run_dir / "features" / "dedup.done.json"
@@ -71,7 +72,7 @@ def run_dedup(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.dedup.enabled and table.height:
         evals = tuple(load_eval(ev, cfg.image) for ev in cfg.dedup.eval_sets)
         emb = _embeddings(feats, table.height) if cfg.dedup.semantic.enabled else None
-        dropped = find_duplicates(table, cfg.dedup, emb, evals)
+        dropped = find_duplicates(table, cfg.dedup, emb, evals, client)
     else:
         dropped = pl.DataFrame(schema=DEDUP_SCHEMA)
     buf = io.BytesIO()

@@ -55,3 +55,23 @@ def test_near_duplicates_clusters_and_verify_veto() -> None:
     veto = near_duplicates(h, 2, verify=lambda i, j: (i != 0) & (j != 0))
     assert veto.tolist() == [0, 1, 2, 1, 4]  # 0–1 vetoed, 1–3 kept
     assert near_duplicates(np.zeros(0, np.uint64)).size == 0
+
+
+def test_the_search_runs_on_a_dask_cluster_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distributed import Client, LocalCluster
+
+    h = _planted(4000, 8, seed=5)
+    local = hamming_pairs(h, 8)
+    monkeypatch.setattr(lsh, "_BLOCK_PROBES", 20000)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as lc,
+        Client(lc) as client,
+    ):
+        remote = hamming_pairs(h, 8, client=client)
+        small = hamming_pairs(h[:40], 8, client=client)  # brute-force plan
+    assert np.array_equal(local[0], remote[0]) and np.array_equal(local[1], remote[1])
+    assert set(zip(*small, strict=True)) == _brute(h[:40], 8)

@@ -10,7 +10,7 @@ import requests
 from curate.config import FetchConfig
 from curate.errors import SampleFailure
 from curate.fetch.http import Fetcher, fetch_url, is_opted_out
-from curate.testing import SyntheticWeb, WebServer
+from curate.testing import SyntheticWeb, WebServer, serve_web
 
 CFG = FetchConfig(
     connect_timeout_s=2,
@@ -77,11 +77,14 @@ def test_404_is_not_retried_500_is(web: SyntheticWeb, server: WebServer) -> None
         assert server.hits(path) - before == tries
 
 
-def test_429_honours_retry_after_then_succeeds(web: SyntheticWeb, server: WebServer) -> None:
+def test_429_honours_retry_after_then_succeeds(web: SyntheticWeb) -> None:
     name = web.truth.filter(web.truth["fault"] == "429")["route"][0].rsplit("/", 1)[1]
-    t0 = time.monotonic()
-    body = fetch_url(f"{server.base_url}/fault/429/{name}", CFG)
-    assert time.monotonic() - t0 >= 0.95  # Retry-After: 1
+    # its own server: the 429 route answers 429 only to a path's first request
+    with serve_web(web.root, max_requests=10, max_seconds=30) as server:
+        t0 = time.monotonic()
+        body = fetch_url(f"{server.base_url}/fault/429/{name}", CFG)
+        assert time.monotonic() - t0 >= 0.95  # Retry-After: 1
+        assert server.hits(f"/fault/429/{name}") == 2
     assert body == (web.root / "files" / name).read_bytes()
 
 
