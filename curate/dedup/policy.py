@@ -12,9 +12,15 @@ __all__ = ["keepers", "rank"]
 def rank(table: pl.DataFrame) -> NDArray[np.int64]:
     """Position of each row in survival order: most pixels, then higher CLIP score, then uid.
 
-    `table` needs `uid`, `width`, `height`; `clip_score` is used when present (null last).
+    Pixels are the source image's (`original_width` × `original_height`) when known, since
+    stored copies are often all resized alike; else the stored `width` × `height`.
+    `clip_score` is used when present (null last).
     """
-    keys = [(pl.col("width").cast(pl.Int64) * pl.col("height")).fill_null(0).alias("_px")]
+    stored = pl.col("width").cast(pl.Int64) * pl.col("height")
+    px = stored
+    if {"original_width", "original_height"} <= set(table.columns):
+        px = (pl.col("original_width").cast(pl.Int64) * pl.col("original_height")).fill_null(px)
+    keys = [px.fill_null(0).alias("_px")]
     descending = [True]
     if "clip_score" in table.columns:
         keys.append(pl.col("clip_score").fill_nan(None).alias("_clip"))

@@ -30,6 +30,8 @@ FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "url_caption_hash": pl.String(),
     "width": pl.Int32(),
     "height": pl.Int32(),
+    "original_width": pl.Int32(),
+    "original_height": pl.Int32(),
 }
 _IMAGE_EXTS = ("jpg", "png", "webp")
 
@@ -59,6 +61,8 @@ def _row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
         "url_caption_hash": _url_caption(record["url"], record["path"], record["caption"]),
         "width": record["width"],
         "height": record["height"],
+        "original_width": record["original_width"],
+        "original_height": record["original_height"],
     }
 
 

@@ -16,3 +16,26 @@ def test_components_order_free_and_empty() -> None:
     assert a.tolist() == b.tolist() == [0, 1, 1, 0, 0]
     assert components(3, np.array([], dtype=int), np.array([], dtype=int)).tolist() == [0, 1, 2]
     assert components(0, np.array([]), np.array([])).size == 0
+
+
+def test_keep_policy_order() -> None:
+    import polars as pl
+
+    from curate.dedup.policy import keepers, rank
+
+    t = pl.DataFrame(
+        {
+            "uid": ["b", "a", "c", "d", "e"],
+            "width": [10, 10, 10, 10, 10],
+            "height": [10, 10, 10, 10, 10],
+            "original_width": [100, 100, 50, None, 100],
+            "original_height": [100, 100, 50, None, 100],
+            "clip_score": [0.2, 0.1, 0.9, 0.5, None],
+        }
+    )
+    r = rank(t)
+    # most source pixels first; among equals the higher CLIP score, nulls last; then uid
+    assert [t["uid"][int(i)] for i in np.argsort(r)] == ["b", "a", "e", "c", "d"]
+    assert keepers(np.array([0, 0, 0, 3, 3]), r).tolist() == [0, 0, 0, 4, 4]
+    no_clip = rank(t.drop("clip_score"))
+    assert [t["uid"][int(i)] for i in np.argsort(no_clip)] == ["a", "b", "e", "c", "d"]

@@ -46,6 +46,8 @@ def _features(web: SyntheticWeb, image: ImageConfig) -> pl.DataFrame:
                 "url_caption_hash": r["route"],
                 "width": stored.width,
                 "height": stored.height,
+                "original_width": stored.original_width,
+                "original_height": stored.original_height,
                 "copies": r["item_id"] if r["role"] == "hard_negative" else r["group"],
                 "group": r["group"],
                 "role": r["role"],
@@ -109,10 +111,12 @@ def test_planted_duplicates_precision_and_recall(big_web: SyntheticWeb, mode: st
         assert not ((a in hard or b in hard) and group[a] == group[b]), (a, b)
 
 
-def test_keep_policy_keeps_the_largest_then_the_lowest_uid(big_web: SyntheticWeb) -> None:
-    table = _features(big_web, ImageConfig(size=256, resize_mode="keep_ratio"))
+def test_keep_policy_keeps_the_largest_source_then_the_lowest_uid(big_web: SyntheticWeb) -> None:
+    table = _features(big_web, ImageConfig(size=256, resize_mode="border"))  # all stored 256²
     dropped = find_duplicates(table, DedupConfig())
-    px = dict(zip(table["uid"], (table["width"] * table["height"]).to_list(), strict=True))
+    area = table["original_width"] * table["original_height"]
+    px = dict(zip(table["uid"], area.to_list(), strict=True))
+    assert any(px[u] != px[o] for u, o in zip(dropped["uid"], dropped["dup_of"], strict=True))
     assert dropped.height > 0
     for uid, of in zip(dropped["uid"], dropped["dup_of"], strict=True):
         assert (px[of], -int(of)) > (px[uid], -int(uid)), (uid, of)

@@ -122,3 +122,22 @@ def test_deterministic_and_threads_restored() -> None:
 def test_default_n_clusters() -> None:
     assert [default_n_clusters(n) for n in (0, 1, 38, 1000, 100_000)] == [1, 1, 1, 25, 316]
     assert default_n_clusters(10**8) == 1024
+
+
+def test_second_probe_recovers_copies_split_by_a_cluster_boundary() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    src = rng.choice(3000, size=1000, replace=False)
+    noisy = x[src] + rng.standard_normal((1000, 32)).astype(np.float32) * 0.04
+    x[3000:] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    sims = x @ x.T
+    bi, bj = np.nonzero(np.triu(sims >= 0.95, 1))
+    brute = set(zip(bi.tolist(), bj.tolist(), strict=True))
+    one = set(zip(*semantic_pairs(x, 0.95, n_clusters=64, probes=1)[:2], strict=True))
+    two = set(zip(*semantic_pairs(x, 0.95, n_clusters=64, probes=2)[:2], strict=True))
+    assert one <= two <= brute
+    assert len(brute - one) >= 10  # plain SemDeDup misses boundary-split copies here...
+    assert len(brute - two) <= len(brute - one) // 3  # ...and the second probe finds most
+    with pytest.raises(ValueError, match="probes"):
+        semantic_pairs(x, 0.95, probes=0)
