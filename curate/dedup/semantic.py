@@ -87,39 +87,24 @@ def _cluster_labels(
     return np.asarray(labels, dtype=np.int64)
 
 
-def _pairs_between(
-    xa: NDArray[np.float32], xb: NDArray[np.float32], threshold: float
+def _block_pairs(
+    xa: NDArray[np.float32], xb: NDArray[np.float32] | None, threshold: float
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-    """All (a, b) with cosine >= threshold, a from `xa`, b from `xb`, in bounded blocks."""
-    step = max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // max(1, len(xb))))
+    """(a, b) with cosine >= threshold, a from `xa`, b from `xb`, a bounded block of rows at
+    a time; with `xb` None, pairs a < b within `xa` (only the upper triangle is computed)."""
+    within = xb is None
+    other = xa if xb is None else xb
+    step = max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // max(1, len(other))))
     out_a, out_b, out_s = [], [], []
     for start in range(0, len(xa), step):
-        sims = xa[start : start + step] @ xb.T
+        first = start if within else 0  # within: only columns at or right of the block
+        sims = xa[start : start + step] @ other[first:].T
         r, c = np.nonzero(sims >= threshold)
+        if within:
+            keep = c > r  # the block's diagonal starts at column 0
+            r, c = r[keep], c[keep]
         out_a.append(r + start)
-        out_b.append(c)
-        out_s.append(sims[r, c])
-    return (
-        np.concatenate(out_a).astype(np.int64),
-        np.concatenate(out_b).astype(np.int64),
-        np.concatenate(out_s).astype(np.float32),
-    )
-
-
-def _pairs_in_cluster(
-    xc: NDArray[np.float32], threshold: float
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-    """Local (a < b) pairs with cosine >= threshold, comparing a bounded block of rows at once."""
-    m = len(xc)
-    step = max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // m))
-    out_a, out_b, out_s = [], [], []
-    for start in range(0, m, step):
-        sims = xc[start : start + step] @ xc[start:].T  # only columns at or right of the block
-        r, c = np.nonzero(sims >= threshold)
-        keep = c > r  # the block's diagonal starts at column 0
-        r, c = r[keep], c[keep]
-        out_a.append(r + start)
-        out_b.append(c + start)
+        out_b.append(c + first)
         out_s.append(sims[r, c])
     return (
         np.concatenate(out_a).astype(np.int64),
@@ -162,12 +147,12 @@ def semantic_pairs(
     out_i, out_j, out_s = [empty], [empty], [np.zeros(0, dtype=np.float32)]
     for members, extra in _cluster_members(labels, k):
         if members.size > 1:
-            a, b, s = _pairs_in_cluster(x[members], threshold)
+            a, b, s = _block_pairs(x[members], None, threshold)
             out_i.append(rows[members[a]])
             out_j.append(rows[members[b]])
             out_s.append(s)
         if members.size and extra.size:
-            a, b, s = _pairs_between(x[members], x[extra], threshold)
+            a, b, s = _block_pairs(x[members], x[extra], threshold)
             lo, hi = np.minimum(members[a], extra[b]), np.maximum(members[a], extra[b])
             out_i.append(rows[lo])
             out_j.append(rows[hi])
