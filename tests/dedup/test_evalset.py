@@ -7,7 +7,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from PIL import Image
 
 from curate.config import EvalSet, ImageConfig
 from curate.dedup.evalset import eval_digest, load_eval
