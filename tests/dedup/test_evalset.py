@@ -51,7 +51,7 @@ def test_captions_from_txt_and_tables(tmp_path: Path) -> None:
 
 
 def test_bad_eval_sets_name_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'gone'.*does not exist"):
+    with pytest.raises(ConfigError, match=r"'gone'.*does not exist"):
         load_eval(EvalSet(name="gone", images=str(tmp_path / "nope")), CFG)
     pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "x.parquet")
     with pytest.raises(ConfigError, match="image` or `path` column"):
