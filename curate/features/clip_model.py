@@ -1,0 +1,142 @@
+"""Load a CLIP model through open_clip, whether real weights or the bundled tiny one.
+
+Every model, `curate-tiny` included, goes through `open_clip.create_model_and_transforms`
+and `open_clip.get_tokenizer`, so tests that run the tiny model offline exercise the same
+loading code as a production run with real weights. The tiny model's architecture is an
+open_clip config in `models/` (registered with open_clip on first use) and its weights a
+checkpoint next to it; a missing checkpoint is retrained from the synthetic web.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curate.errors import ConfigError
+
+__all__ = [
+    "PRECISIONS",
+    "TINY_MODEL",
+    "ClipModel",
+    "load_clip",
+    "models_dir",
+    "register_model_configs",
+    "tiny_checkpoint",
+]
+
+TINY_MODEL = "curate-tiny"
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+# open_clip's precision names: "pure_bf16" puts every weight in bf16, so callers cast inputs
+# to one dtype ("bf16" would keep norms and embeddings in fp32).
+_OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "pure_bf16"}
+# A built-in open_clip config cannot carry preprocessing, so it is set here. The tiny model
+# was trained on whole frames squashed to a square: its scene captions name shapes on the
+# left and right, which open_clip's default centre crop would cut off.
+_RESIZE_MODE: dict[str, str] = {TINY_MODEL: "squash"}
+_LOCK = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+def models_dir() -> Path:
+    """Folder of bundled open_clip configs and checkpoints; ships as package data."""
+    return Path(__file__).resolve().parent / "models"
+
+
+def tiny_checkpoint() -> Path:
+    """The tiny model's weights; `curate.testing.tiny_clip` regenerates them."""
+    return models_dir() / f"{TINY_MODEL}.pt"
+
+
+@dataclass(frozen=True)
+class ClipModel:
+    """A loaded model with the preprocessing and tokenizer that belong to it."""
+
+    model: Any
+    """open_clip CLIP module, in eval mode, on `device`, in `precision`."""
+    preprocess: Callable[[Any], Any]
+    """PIL image -> CHW float32 tensor (open_clip's validation transform)."""
+    tokenizer: Callable[[list[str]], Any]
+    """Captions -> LongTensor (n, context_length)."""
+    name: str
+    pretrained: str | None
+    device: str
+    precision: str
+
+
+@functools.cache
+def register_model_configs() -> None:
+    """Make the bundled configs known to open_clip; once, since each add rescans every path."""
+    import open_clip
+
+    open_clip.add_model_config(models_dir())
+
+
+def _known_model(name: str) -> bool:
+    import open_clip
+
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return True  # open_clip reads these configs from the hub or the folder
+    return open_clip.get_model_config(name.replace("/", "-")) is not None
+
+
+def _checkpoint(model: str, pretrained: str | None) -> str | None:
+    """The `pretrained` value for open_clip: a tag, an existing file, or None (random init)."""
+    import open_clip
+
+    if pretrained is None:
+        if model != TINY_MODEL:
+            return None
+        path = tiny_checkpoint()
+        if not path.is_file():
+            from curate.testing.tiny_clip import train_tiny_clip
+
+            _log.warning("%s is missing; training it from the synthetic web", path)
+            train_tiny_clip(path)
+        return str(path)
+    if open_clip.get_pretrained_cfg(model, pretrained):
+        return pretrained  # a known tag: open_clip downloads (or finds cached) weights
+    if not Path(pretrained).is_file():
+        raise ConfigError(
+            f"pretrained checkpoint {pretrained!r} for model {model!r} does not exist "
+            "and is not an open_clip tag for that model"
+        )
+    return pretrained
+
+
+@functools.lru_cache(maxsize=8)
+def _load(model: str, pretrained: str | None, device: str, precision: str) -> ClipModel:
+    import open_clip
+
+    if not _known_model(model):
+        raise ConfigError(f"model {model!r} is not an open_clip model config")
+    weights = _checkpoint(model, pretrained)
+    net, _, preprocess = open_clip.create_model_and_transforms(
+        model,
+        pretrained=weights,
+        precision=_OPEN_CLIP_PRECISION[precision],
+        device=device,
+        image_resize_mode=_RESIZE_MODE.get(model),
+    )
+    net.eval()
+    tokenizer = open_clip.get_tokenizer(model)
+    return ClipModel(net, preprocess, tokenizer, model, pretrained, device, precision)
+
+
+def load_clip(
+    model: str, pretrained: str | None = None, device: str = "cpu", precision: str = "fp32"
+) -> ClipModel:
+    """Load (once per process: Dask tasks call this per partition) a model for scoring.
+
+    `pretrained` is an open_clip tag (downloads), a local checkpoint path, or None: random
+    init, except for `curate-tiny`, whose bundled checkpoint is used (trained if missing).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    register_model_configs()
+    with _LOCK:  # threads of one worker must not load, or train, the same model twice
+        return _load(model, pretrained, device, precision)
