@@ -76,6 +76,35 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Which CLIP threshold keeps each fraction, for this run's model on this run's corpus."""
+    import numpy as np
+    import polars as pl
+
+    from curate.errors import CurateError
+    from curate.filters.rules import calibrate
+    from curate.io.atomic import read_json
+    from curate.ledger import clip_scores
+
+    run_dir = Path(args.run_dir)
+    scores = clip_scores(run_dir)
+    if scores.height == 0:
+        raise CurateError(f"{run_dir}: no CLIP scores (features/*.clip.parquet); enable `clip`")
+    dups = run_dir / "features" / "dedup.parquet"
+    if dups.exists() and not args.with_duplicates:
+        gone = pl.read_parquet(dups, columns=["uid"])["uid"].implode()
+        scores = scores.filter(~pl.col("uid").is_in(gone))
+    clip = read_json(run_dir / "run.json").get("config", {}).get("clip", {})
+    s = scores["clip_score"].drop_nulls().to_numpy()
+    print(f"model {clip.get('model')} / {clip.get('pretrained')} ({clip.get('precision')})")
+    lo, mid, hi = (float(q) for q in np.quantile(s, [0.0, 0.5, 1.0]))
+    print(f"{s.size} scored samples: min {lo:.4f}, median {mid:.4f}, max {hi:.4f}")
+    print("keep    threshold   (filters.clip_min_score)")
+    for fraction, threshold in calibrate(s, args.keep).items():
+        print(f"{fraction:>5.0%}   {threshold:9.4f}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from curate.shards.validate import validate_shards
 
@@ -130,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print a run's funnel from its ledger")
     i.add_argument("run_dir")
     i.set_defaults(fn=_cmd_inspect)
+
+    c = sub.add_parser("calibrate", help="print the CLIP threshold that keeps X%% of a run")
+    c.add_argument("run_dir")
+    c.add_argument(
+        "--keep",
+        type=float,
+        nargs="+",
+        default=[0.9, 0.7, 0.5, 0.3, 0.1],
+        help="fractions to keep (default: 0.9 0.7 0.5 0.3 0.1)",
+    )
+    c.add_argument("--with-duplicates", action="store_true", help="count samples dedup dropped too")
+    c.set_defaults(fn=_cmd_calibrate)
 
     v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")
     v.add_argument("shards", help="the shards/ folder of a run")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.errors import ConfigError
 
@@ -158,6 +158,36 @@ class ShardsConfig(_Model):
     samples_per_shard: int = Field(default=1000, ge=1)
 
 
+class ClipConfig(_Model):
+    """CLIP embeddings and scores (open_clip), computed once per corpus and reused."""
+
+    enabled: bool = False
+    model: str = Field(default="ViT-B-32", description="open_clip model name, or curate-tiny.")
+    pretrained: str | None = Field(
+        default="laion2b_s34b_b79k",
+        description="open_clip pretrained tag or a local checkpoint path; null: bundled/random.",
+    )
+    device: str = Field(default="cpu", description="cpu, cuda, cuda:1, ...")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    batch_size: int = Field(default=64, ge=1)
+    threads: int | None = Field(default=None, ge=1, description="torch threads per task.")
+
+
+class FilterConfig(_Model):
+    """Keep rules over the feature table; every dropped row gets the rule's reason."""
+
+    clip_min_score: float | None = Field(default=None, description="Absolute CLIP threshold.")
+    clip_top_fraction: float | None = Field(default=None, gt=0, le=1)
+    min_side: int | None = Field(default=None, ge=1, description="Source image, pixels.")
+    max_aspect_ratio: float | None = Field(default=None, ge=1)
+    caption_min_words: int | None = Field(default=None, ge=0)
+    caption_max_words: int | None = Field(default=None, ge=1)
+    caption_min_chars: int | None = Field(default=None, ge=0)
+    caption_max_chars: int | None = Field(default=None, ge=1)
+    languages: list[str] | None = Field(default=None, description="ISO 639-1 codes to keep.")
+    language_min_confidence: float = Field(default=0.0, ge=0, le=1)
+
+
 class PerceptualDedup(_Model):
     """Near-duplicate images: pHash within a Hamming radius, verified by colour thumbnails."""
 
@@ -234,9 +264,22 @@ class PipelineConfig(_Model):
     ingest: IngestConfig = IngestConfig()
     fetch: FetchConfig = FetchConfig()
     image: ImageConfig = ImageConfig()
+    clip: ClipConfig = ClipConfig()
     dedup: DedupConfig = DedupConfig()
+    filters: FilterConfig = FilterConfig()
     shards: ShardsConfig = ShardsConfig()
     engine: EngineConfig = EngineConfig()
+
+    @model_validator(mode="after")
+    def _needs_clip(self) -> PipelineConfig:
+        """Rules that read CLIP scores or embeddings need the CLIP stage to make them."""
+        if not self.clip.enabled:
+            f = self.filters
+            if f.clip_min_score is not None or f.clip_top_fraction is not None:
+                raise ValueError("filters.clip_* need the CLIP stage: set clip.enabled: true")
+            if self.dedup.semantic.enabled:
+                raise ValueError("dedup.semantic needs CLIP embeddings: set clip.enabled: true")
+        return self
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -307,7 +350,12 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         for e in cfg.dedup.eval_sets
     ]
     dedup = cfg.dedup.model_copy(update={"eval_sets": evals})
-    return cfg.model_copy(update={"sources": sources, "dedup": dedup})
+    clip = cfg.clip
+    if clip.pretrained and not Path(clip.pretrained).is_absolute():
+        local = base / clip.pretrained
+        if local.exists():  # a checkpoint beside the config, not an open_clip tag
+            clip = clip.model_copy(update={"pretrained": str(local.resolve())})
+    return cfg.model_copy(update={"sources": sources, "dedup": dedup, "clip": clip})
 
 
 def config_hash(cfg: PipelineConfig, extra: str = "") -> str:

@@ -12,7 +12,7 @@ import polars as pl
 
 from curate.io.atomic import write_bytes
 
-__all__ = ["LEDGER_SCHEMA", "funnel", "open_ledger", "raw_table", "write_ledger"]
+__all__ = ["LEDGER_SCHEMA", "clip_scores", "funnel", "open_ledger", "raw_table", "write_ledger"]
 
 LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "uid": pl.String(),
@@ -29,6 +29,7 @@ LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "original_width": pl.Int32(),
     "original_height": pl.Int32(),
     "bytes": pl.Int64(),
+    "clip_score": pl.Float32(),
     "dedup_method": pl.String(),
     "dup_of": pl.String(),
     "partition": pl.String(),
@@ -44,33 +45,52 @@ def raw_table(run_dir: Path) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame(schema=LEDGER_SCHEMA)
 
 
+def _or_empty(frame: pl.DataFrame | None, schema: dict[str, type[pl.DataType]]) -> pl.DataFrame:
+    return frame if frame is not None else pl.DataFrame(schema=schema)
+
+
 def write_ledger(
     run_dir: Path,
     table: pl.DataFrame,
     placement: pl.DataFrame,
     duplicates: pl.DataFrame | None = None,
+    filtered: pl.DataFrame | None = None,
+    scores: pl.DataFrame | None = None,
 ) -> None:
-    """Join where each kept uid landed and why each duplicate was dropped; write one ledger
-    parquet per raw partition."""
-    dups = (
-        duplicates
-        if duplicates is not None
-        else pl.DataFrame(schema={"uid": pl.String, "dedup_method": pl.String, "dup_of": pl.String})
+    """Join where each kept uid landed, why each duplicate or filtered sample was dropped and
+    its CLIP score; write one ledger parquet per raw partition."""
+    dups = _or_empty(duplicates, {"uid": pl.String, "dedup_method": pl.String, "dup_of": pl.String})
+    filt = _or_empty(
+        filtered, {"uid": pl.String, "filter_reason": pl.String, "filter_reasons": pl.String}
     )
+    clip = _or_empty(scores, {"uid": pl.String, "clip_score": pl.Float32})
     is_dup = pl.col("dedup_method").is_not_null()
+    is_filtered = pl.col("filter_reason").is_not_null()
     led = (
         table.join(placement, on="uid", how="left", maintain_order="left")
         .join(dups, on="uid", how="left", maintain_order="left")
+        .join(filt, on="uid", how="left", maintain_order="left")
+        .join(clip, on="uid", how="left", maintain_order="left")
         .with_columns(
             status=pl.when(pl.col("shard").is_not_null())
             .then(pl.lit("written"))
-            .when(is_dup)
+            .when(is_dup | is_filtered)
             .then(pl.lit("dropped"))
             .otherwise(pl.col("status")),
-            reason=pl.when(is_dup).then(pl.lit("duplicate")).otherwise(pl.col("reason")),
-            stage=pl.when(is_dup).then(pl.lit("dedup")).otherwise(pl.col("stage")),
+            reason=pl.when(is_dup)
+            .then(pl.lit("duplicate"))
+            .when(is_filtered)
+            .then(pl.col("filter_reason"))
+            .otherwise(pl.col("reason")),
+            stage=pl.when(is_dup)
+            .then(pl.lit("dedup"))
+            .when(is_filtered)
+            .then(pl.lit("filter"))
+            .otherwise(pl.col("stage")),
             detail=pl.when(is_dup)
             .then(pl.format("{} of {}", pl.col("dedup_method"), pl.col("dup_of")))
+            .when(is_filtered)
+            .then(pl.col("filter_reasons"))
             .otherwise(pl.col("detail")),
         )
     )
@@ -79,6 +99,14 @@ def write_ledger(
         buf = io.BytesIO()
         group.write_parquet(buf, compression="zstd", statistics=False)
         write_bytes(run_dir / "ledger" / f"{part}.parquet", buf.getvalue())
+
+
+def clip_scores(run_dir: Path) -> pl.DataFrame:
+    """uid and clip_score of every scored sample (empty when the CLIP stage did not run)."""
+    files = sorted((run_dir / "features").glob("*.clip.parquet"))
+    frames = [pl.read_parquet(f) for f in files]
+    schema = {"uid": pl.String, "clip_score": pl.Float32}
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
 
 
 def open_ledger(path: str | Path) -> pl.LazyFrame:

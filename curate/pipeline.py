@@ -24,12 +24,14 @@ from curate.engine.cluster import dask_client
 from curate.engine.rundir import finish_run, start_run
 from curate.engine.runner import StageTask, run_tasks
 from curate.errors import IngestError
+from curate.features.clip_stage import clip_partition, model_key
 from curate.features.stage import features_partition, raw_digest
 from curate.fetch.http import RETRY_FAILED_REASONS
 from curate.fetch.partition import fetch_partition, partition_name, retryable_partitions
+from curate.filters.stage import read_filtered, run_filters
 from curate.io.atomic import write_bytes
 from curate.io.sources import ingest
-from curate.ledger import funnel, open_ledger, raw_table, write_ledger
+from curate.ledger import clip_scores, funnel, open_ledger, raw_table, write_ledger
 from curate.shards.final import plan_shards, write_final_shard
 from curate.shards.manifest import write_card, write_manifest
 
@@ -101,16 +103,46 @@ def _features(ctx: RunContext) -> None:
     run_tasks(ctx.client, "features", tasks, retries=retries, progress=progress)
 
 
+def _clip(ctx: RunContext) -> None:
+    cfg = ctx.cfg.clip
+    if not cfg.enabled:
+        return
+    key = model_key(cfg)
+    tasks = []
+    for i in range(ctx.n_partitions):
+        name = partition_name(i)
+        feats = hashlib.sha256((ctx.out / "features" / f"{name}.done.json").read_bytes())
+        marker = ctx.out / "features" / f"{name}.clip.done.json"
+        expect = {"model": key, "features": feats.hexdigest()}
+        args = (str(ctx.out), name, cfg, feats.hexdigest())
+        tasks.append(StageTask(i, marker, clip_partition, args, expect))
+    # On a mixed cluster a GPU stage goes to workers started with `--resources GPU=1`.
+    resources = {"GPU": 1.0} if cfg.device.startswith("cuda") else None
+    run_tasks(
+        ctx.client,
+        "clip",
+        tasks,
+        retries=ctx.cfg.engine.task_retries,
+        progress=ctx.progress,
+        resources=resources,
+    )
+
+
 def _dedup(ctx: RunContext) -> None:
     if ctx.progress:
         print("   dedup: finding duplicates across all partitions", flush=True)
     ctx.results["dedup"] = run_dedup(ctx.out, ctx.cfg, ctx.client)
 
 
+def _filter(ctx: RunContext) -> None:
+    ctx.results["filter"] = run_filters(ctx.out, ctx.cfg)
+
+
 def _shards(ctx: RunContext) -> None:
     table = raw_table(ctx.out)
-    dups = read_dedup(ctx.out)
-    kept = table.filter((pl.col("status") == "ok") & ~pl.col("uid").is_in(dups["uid"].implode()))
+    dups, filtered = read_dedup(ctx.out), read_filtered(ctx.out)
+    gone = pl.concat([dups["uid"], filtered["uid"]]).implode()
+    kept = table.filter((pl.col("status") == "ok") & ~pl.col("uid").is_in(gone))
     kept = kept.select("partition", "uid")
     plans = plan_shards(kept, ctx.cfg.shards.samples_per_shard)
     tasks = [
@@ -135,7 +167,7 @@ def _shards(ctx: RunContext) -> None:
     for stale in (ctx.out / "shards").glob("*.tar"):
         if stale.name not in planned:  # left by an earlier plan with more shards
             stale.unlink()
-    write_ledger(ctx.out, table, placement, dups)
+    write_ledger(ctx.out, table, placement, dups, filtered, clip_scores(ctx.out))
     ctx.results["funnel"] = funnel(open_ledger(ctx.out))
     members = sorted([ctx.cfg.image.encode_format, "json", "txt"])
     manifest = write_manifest(ctx.out / "shards", summaries, members, ctx.config_hash)
@@ -145,7 +177,9 @@ def _shards(ctx: RunContext) -> None:
 STAGES: list[Stage] = [
     Stage("fetch", _fetch),
     Stage("features", _features),
+    Stage("clip", _clip),
     Stage("dedup", _dedup),
+    Stage("filter", _filter),
     Stage("shards", _shards),
 ]
 

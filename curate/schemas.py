@@ -48,7 +48,12 @@ class Manifest(BaseModel):
 
 
 def _ledger_schema() -> dict[str, Any]:
-    kinds = {pl.String: "string", pl.Int32: "integer", pl.Int64: "integer"}
+    kinds = {
+        pl.String: "string",
+        pl.Int32: "integer",
+        pl.Int64: "integer",
+        pl.Float32: "number",
+    }
     props: dict[str, dict[str, Any]] = {}
     for name, dtype in LEDGER_SCHEMA.items():
         kind = next(v for k, v in kinds.items() if dtype == k)

@@ -107,9 +107,12 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
     assert ledger.height == truth.height
     ok = truth.filter(pl.col("expected_status") == "ok")
     copies = pl.when(pl.col("role") == "hard_negative").then("item_id").otherwise("group")
-    assert ledger.filter(pl.col("status") == "written").height == ok.select(copies).n_unique()
     dups = ok.height - ok.select(copies).n_unique()
     assert ledger.filter(pl.col("reason") == "duplicate").height == dups > 0
+    low = ledger.filter(pl.col("reason") == "clip_score_low")
+    assert low.height > 0 and (low["clip_score"] < 0.5).all()  # the demo's CLIP filter
+    written = ledger.filter(pl.col("status") == "written").height
+    assert written == ok.select(copies).n_unique() - low.height  # one per surviving group
     sizes = json.loads((out / "corpus" / "shards" / "sizes.json").read_text())
     inspect = subprocess.run(
         [sys.executable, "-m", "curate", "inspect", str(out / "corpus")],

@@ -20,6 +20,7 @@ from curate.config import PipelineConfig
 from curate.dedup.evalset import eval_digest, load_eval
 from curate.dedup.find import DEDUP_SCHEMA, find_duplicates
 from curate.errors import CurateError
+from curate.features.stage import feature_table, partition_files
 from curate.io.atomic import read_json, write_bytes, write_json
 
 __all__ = ["dedup_inputs_digest", "read_dedup", "run_dedup"]
@@ -27,20 +28,12 @@ __all__ = ["dedup_inputs_digest", "read_dedup", "run_dedup"]
 
 def dedup_inputs_digest(run_dir: Path, cfg: PipelineConfig) -> str:
     h = hashlib.sha256()
-    for marker in sorted((run_dir / "features").glob("[0-9]*.done.json")):
-        h.update(marker.read_bytes())
+    for suffix in (".done.json", ".clip.done.json"):
+        for marker in partition_files(run_dir / "features", suffix):
+            h.update(marker.read_bytes())
     h.update(eval_digest(cfg.dedup.eval_sets).encode())
     h.update(cfg.dedup.model_dump_json().encode())
     return h.hexdigest()
-
-
-def _load_table(run_dir: Path) -> tuple[pl.DataFrame, list[Path]]:
-    feats = sorted((run_dir / "features").glob("[0-9]*.parquet"))
-    frames = []
-    for f in feats:
-        raw = pl.read_parquet(run_dir / "raw" / f.name, columns=["uid", "caption"])
-        frames.append(pl.read_parquet(f).join(raw, on="uid", how="left", maintain_order="left"))
-    return (pl.concat(frames) if frames else pl.DataFrame()), feats
 
 
 def _embeddings(feats: list[Path], n: int) -> np.ndarray[Any, Any]:
@@ -68,7 +61,8 @@ def run_dedup(run_dir: Path, cfg: PipelineConfig, client: Any = None) -> dict[st
         summary: dict[str, Any] = read_json(marker)
         if summary.get("inputs") == digest:
             return summary
-    table, feats = _load_table(run_dir)
+    table = feature_table(run_dir)
+    feats = partition_files(run_dir / "features", ".parquet")
     if cfg.dedup.enabled and table.height:
         evals = tuple(load_eval(ev, cfg.image) for ev in cfg.dedup.eval_sets)
         emb = _embeddings(feats, table.height) if cfg.dedup.semantic.enabled else None

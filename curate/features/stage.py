@@ -19,7 +19,13 @@ from curate.features.hashes import sha256_hex, signature
 from curate.io.atomic import write_bytes, write_json
 from curate.shards.tar import iter_tar_samples
 
-__all__ = ["FEATURES_SCHEMA", "features_partition", "raw_digest"]
+__all__ = [
+    "FEATURES_SCHEMA",
+    "feature_table",
+    "features_partition",
+    "partition_files",
+    "raw_digest",
+]
 
 FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "uid": pl.String(),
@@ -34,6 +40,26 @@ FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "original_height": pl.Int32(),
 }
 _IMAGE_EXTS = ("jpg", "png", "webp")
+
+
+def partition_files(folder: Path, suffix: str) -> list[Path]:
+    """Per-partition files `NNNNN<suffix>` in partition order (not e.g. NNNNN.clip<suffix>)."""
+    return sorted(p for p in folder.glob(f"*{suffix}") if p.name[: -len(suffix)].isdigit())
+
+
+def feature_table(run_dir: Path) -> pl.DataFrame:
+    """Features of every fetched sample, partition order, with its caption and, when the
+    CLIP stage ran, its `clip_score`."""
+    frames = []
+    for f in partition_files(run_dir / "features", ".parquet"):
+        raw = pl.read_parquet(run_dir / "raw" / f.name, columns=["uid", "caption"])
+        frame = pl.read_parquet(f).join(raw, on="uid", how="left", maintain_order="left")
+        scored = f.with_name(f"{f.stem}.clip.parquet")
+        if scored.exists():
+            scores = pl.read_parquet(scored)
+            frame = frame.join(scores, on="uid", how="left", maintain_order="left")
+        frames.append(frame)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
 def raw_digest(run_dir: Path, name: str) -> str:

@@ -18,6 +18,7 @@ from curate.config import SemanticDedup, load_config
 from curate.dedup.captions import normalise_caption
 from curate.dedup.stage import run_dedup
 from curate.errors import CurateError
+from curate.features.stage import partition_files
 from curate.pipeline import RunResult
 from curate.testing import SyntheticWeb, WebServer
 
@@ -98,7 +99,7 @@ def test_semantic_dedup_uses_stored_embeddings(
     cfg = cfg.model_copy(
         update={"dedup": cfg.dedup.model_copy(update={"semantic": SemanticDedup(enabled=True)})}
     )
-    feats = sorted((out / "features").glob("[0-9]*.parquet"))
+    feats = partition_files(out / "features", ".parquet")
     with pytest.raises(CurateError, match=r"emb\.npy: missing"):
         run_dedup(out, cfg)
     rng = np.random.default_rng(0)

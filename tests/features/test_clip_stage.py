@@ -1,0 +1,134 @@
+"""The CLIP stage in a real run with the bundled tiny CLIP: stored embeddings, scores equal to
+plain open_clip, the filter on them, `curate calibrate`, and the Python API."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from conftest import pipeline_yaml
+from PIL import Image
+
+import curate
+from curate.features.clip import encode_texts
+from curate.features.clip_model import TINY_MODEL, load_clip
+from curate.pipeline import RunResult
+from curate.shards.tar import iter_tar_samples
+from curate.testing import SyntheticWeb, WebServer
+
+CLIP = {"enabled": True, "model": TINY_MODEL, "pretrained": None, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def scored(urls: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    folder = tmp_path_factory.mktemp("clip")
+    cfg = pipeline_yaml(
+        folder,
+        urls,
+        clip=CLIP,
+        dedup={"semantic": {"enabled": True, "threshold": 0.995}},
+        filters={"clip_min_score": 0.5},
+    )
+    return curate.run(cfg, folder / "out", progress=False)
+
+
+def _direct(images: list[bytes], captions: list[str]) -> np.ndarray:
+    """Plain open_clip: per-image preprocessing, 77-token captions, one batch each."""
+    import torch
+
+    cm = load_clip(TINY_MODEL)
+    x = torch.stack([cm.preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in images])
+    with torch.inference_mode():
+        a = torch.nn.functional.normalize(cm.model.encode_image(x), dim=-1)
+        t = torch.nn.functional.normalize(cm.model.encode_text(cm.tokenizer(captions)), dim=-1)
+    return (a * t).sum(-1).numpy()
+
+
+def test_scores_match_plain_open_clip_and_are_stored(scored: RunResult) -> None:
+    feats = scored.output / "features"
+    uids = pl.read_parquet(feats / "00000.parquet")["uid"].to_list()
+    table = pl.read_parquet(feats / "00000.clip.parquet")
+    assert table["uid"].to_list() == uids
+    emb = np.load(feats / "00000.emb.npy")
+    txt = np.load(feats / "00000.txt.npy")
+    assert emb.dtype == txt.dtype == np.float16 and emb.shape[0] == txt.shape[0] == len(uids)
+    assert np.allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    raw = pl.read_parquet(scored.output / "raw" / "00000.parquet")
+    captions = dict(zip(raw["uid"], raw["caption"], strict=True))
+    images = {k: m["jpg"] for k, m in iter_tar_samples(scored.output / "raw" / "00000.tar")}
+    direct = _direct([images[u] for u in uids], [captions[u] or "" for u in uids])
+    assert np.abs(table["clip_score"].to_numpy() - direct).max() <= 1e-4
+    led = curate.open_ledger(scored.output).collect()
+    assert led.filter(pl.col("status") == "written")["clip_score"].null_count() == 0
+
+
+def test_filter_drops_low_scores_and_mismatched_captions_score_low(
+    scored: RunResult, web: SyntheticWeb, server: WebServer
+) -> None:
+    led = curate.open_ledger(scored.output).collect()
+    low = led.filter(pl.col("reason") == "clip_score_low")
+    assert low.height > 0 and (low["clip_score"] < 0.5).all()
+    assert (led.filter(pl.col("status") == "written")["clip_score"] >= 0.5).all()
+    assert scored.funnel["dropped"]["clip_score_low"] == low.height
+    truth = web.truth.with_columns(url=pl.lit(server.base_url) + pl.col("route"))
+    j = led.join(truth.select("url", "role"), on="url").filter(pl.col("clip_score").is_not_null())
+    matched = j.filter(pl.col("role") == "original")["clip_score"].mean()
+    mismatched = j.filter(pl.col("role") == "mismatched_caption")["clip_score"].mean()
+    assert isinstance(matched, float) and isinstance(mismatched, float)
+    assert matched > mismatched + 0.2
+
+
+def test_calibrate_prints_thresholds_that_keep_the_fractions(scored: RunResult) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "calibrate", str(scored.output), "--keep", "0.5", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert TINY_MODEL in proc.stdout
+    rows = re.findall(r"^\s*(\d+)%\s+(-?[\d.]+)\s*$", proc.stdout, flags=re.M)
+    thresholds = {int(k.rstrip("%")): float(v) for k, v in rows}
+    scores = pl.concat(
+        [pl.read_parquet(f) for f in (scored.output / "features").glob("*.clip.parquet")]
+    )
+    gone = pl.read_parquet(scored.output / "features" / "dedup.parquet")["uid"].implode()
+    s = scores.filter(~pl.col("uid").is_in(gone))["clip_score"].to_numpy()
+    assert (s >= thresholds[50] - 1e-4).sum() == len(s) // 2
+    assert (s >= thresholds[20] - 1e-4).sum() == int(len(s) * 0.2)
+
+
+def test_python_api_and_bf16_agree_with_fp32(web: SyntheticWeb, tmp_path: Path) -> None:
+    ok = web.truth.filter((pl.col("expected_status") == "ok") & pl.col("fault").is_null()).head(12)
+    paths = [web.files_dir / r.rsplit("/", 1)[-1] for r in ok["route"]]
+    images: list[Image.Image | bytes | str | Path] = [
+        paths[0],
+        str(paths[1]),
+        paths[2].read_bytes(),
+        *[Image.open(p) for p in paths[3:]],
+    ]
+    texts = ok["caption"].to_list()
+    fp32 = curate.clip_score(images, texts, model=TINY_MODEL, pretrained=None)
+    bf16 = curate.clip_score(images, texts, model=TINY_MODEL, pretrained=None, precision="bf16")
+    assert fp32.shape == (12,) and fp32.dtype == np.float32
+    assert np.abs(fp32 - bf16).max() <= 0.02
+    with pytest.raises(ValueError, match="12 images but 11 texts"):
+        curate.clip_score(images, texts[:11], model=TINY_MODEL, pretrained=None)
+
+
+def test_trimmed_text_tower_equals_the_full_one() -> None:
+    import torch
+
+    cm = load_clip(TINY_MODEL)
+    texts = ["a red circle", "", None, "a red circle", "a much longer caption " * 6, "x"]
+    ours = encode_texts(cm, texts, batch_size=2)
+    with torch.inference_mode():
+        full = cm.model.encode_text(cm.tokenizer([t or "" for t in texts]))
+    ref = torch.nn.functional.normalize(full, dim=-1).numpy()
+    assert np.abs(ours - ref).max() <= 1e-5
