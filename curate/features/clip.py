@@ -12,7 +12,9 @@ On a CPU the model is the pipeline's bottleneck, so the work is cut where it cha
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,29 +42,43 @@ def _dtype(cm: ClipModel) -> Any:
     return torch.bfloat16 if cm.precision == "bf16" else torch.float32
 
 
+def _batches(images: Iterable[ImageLike], size: int) -> Iterator[list[ImageLike]]:
+    it = iter(images)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
 def encode_images(
     cm: ClipModel, images: Iterable[ImageLike], batch_size: int = 64
 ) -> NDArray[np.float32]:
-    """L2-normalised image embeddings, (n, d) float32."""
+    """L2-normalised image embeddings, (n, d) float32.
+
+    One thread decodes and preprocesses the next batch while the model runs the current one
+    (torch releases the GIL), so PIL work hides behind the matrix multiplies.
+    """
     import torch
 
+    def prepare(chunk: list[ImageLike]) -> Any:
+        return torch.stack([cm.preprocess(_pil(im)) for im in chunk]).to(cm.device, _dtype(cm))
+
     out: list[NDArray[np.float32]] = []
-    batch: list[Any] = []
-
-    def flush() -> None:
-        x = torch.stack(batch).to(cm.device, _dtype(cm))
-        with torch.inference_mode():
-            emb = cm.model.encode_image(x)
-        out.append(_normalise(emb))
-        batch.clear()
-
-    for image in images:
-        batch.append(cm.preprocess(_pil(image)))
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for chunk in _batches(images, batch_size):
+            nxt = pool.submit(prepare, chunk)
+            if pending is not None:
+                out.append(_embed_images(cm, pending.result()))
+            pending = nxt
+        if pending is not None:
+            out.append(_embed_images(cm, pending.result()))
     return np.concatenate(out) if out else np.zeros((0, _dim(cm)), np.float32)
+
+
+def _embed_images(cm: ClipModel, x: Any) -> NDArray[np.float32]:
+    import torch
+
+    with torch.inference_mode():
+        return _normalise(cm.model.encode_image(x))
 
 
 def _normalise(emb: Any) -> NDArray[np.float32]:
