@@ -254,6 +254,12 @@ class EngineConfig(_Model):
     threads_per_worker: int = Field(default=1, ge=1)
     memory_limit: str = "auto"
     task_retries: int = Field(default=2, ge=0)
+    stall_report_s: float | None = Field(
+        default=900,
+        gt=0,
+        description="After this long without a finished task, print where the stage is "
+        "stuck and dump the stacks of the busy workers' threads. null: never.",
+    )
 
 
 class PipelineConfig(_Model):

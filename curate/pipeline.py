@@ -63,6 +63,20 @@ class RunResult:
     seconds: float
 
 
+def _run(ctx: RunContext, stage: str, tasks: list[StageTask], **kw: Any) -> list[dict[str, Any]]:
+    """run_tasks with the run's engine settings (retries, progress, stall reports)."""
+    engine = ctx.cfg.engine
+    return run_tasks(
+        ctx.client,
+        stage,
+        tasks,
+        retries=engine.task_retries,
+        progress=ctx.progress,
+        stall_s=engine.stall_report_s,
+        **kw,
+    )
+
+
 def _fetch(ctx: RunContext) -> None:
     share = 1.0 / max(1, len(ctx.client.scheduler_info()["workers"]))
     raw = ctx.out / "raw"
@@ -75,8 +89,7 @@ def _fetch(ctx: RunContext) -> None:
         )
         for i in range(ctx.n_partitions)
     ]
-    retries, progress = ctx.cfg.engine.task_retries, ctx.progress
-    run_tasks(ctx.client, "fetch", tasks, retries=retries, progress=progress)
+    _run(ctx, "fetch", tasks)
     if not ctx.retry_failed:
         return
     again = [
@@ -89,7 +102,7 @@ def _fetch(ctx: RunContext) -> None:
         )
         for i in retryable_partitions(ctx.out, RETRY_FAILED_REASONS)
     ]
-    run_tasks(ctx.client, "retry", again, retries=retries, progress=progress)
+    _run(ctx, "retry", again)
 
 
 def _features(ctx: RunContext) -> None:
@@ -99,8 +112,7 @@ def _features(ctx: RunContext) -> None:
         marker = ctx.out / "features" / f"{name}.done.json"
         expect = {"raw": raw_digest(ctx.out, name)}
         tasks.append(StageTask(i, marker, features_partition, (str(ctx.out), name), expect))
-    retries, progress = ctx.cfg.engine.task_retries, ctx.progress
-    run_tasks(ctx.client, "features", tasks, retries=retries, progress=progress)
+    _run(ctx, "features", tasks)
 
 
 def _clip(ctx: RunContext) -> None:
@@ -118,14 +130,7 @@ def _clip(ctx: RunContext) -> None:
         tasks.append(StageTask(i, marker, clip_partition, args, expect))
     # On a mixed cluster a GPU stage goes to workers started with `--resources GPU=1`.
     resources = {"GPU": 1.0} if cfg.device.startswith("cuda") else None
-    run_tasks(
-        ctx.client,
-        "clip",
-        tasks,
-        retries=ctx.cfg.engine.task_retries,
-        progress=ctx.progress,
-        resources=resources,
-    )
+    _run(ctx, "clip", tasks, resources=resources)
 
 
 def _dedup(ctx: RunContext) -> None:
@@ -155,9 +160,7 @@ def _shards(ctx: RunContext) -> None:
         )
         for p in plans
     ]
-    summaries = run_tasks(
-        ctx.client, "shards", tasks, retries=ctx.cfg.engine.task_retries, progress=ctx.progress
-    )
+    summaries = _run(ctx, "shards", tasks)
     placement = pl.DataFrame(
         [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
         schema={"uid": pl.String, "shard": pl.String, "key": pl.String},

@@ -58,7 +58,7 @@ def pipeline_yaml(folder: Path, urls: Path, **overrides: Any) -> Path:
         "fetch": FETCH,
         "image": {"size": 96, "resize_mode": "border", "encode_quality": 85},
         "shards": {"samples_per_shard": 20},
-        "engine": {"n_workers": 2},
+        "engine": {"n_workers": 2, "stall_report_s": 60},
     }
     for section, values in overrides.items():
         cfg[section] = {**cfg.get(section, {}), **values}

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = [
     "partition_name",
     "read_local",
     "retryable_partitions",
+    "row_budget",
 ]
 
 RAW_SCHEMA: dict[str, pl.DataType] = {
@@ -45,6 +50,60 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "original_height": pl.Int32(),
     "bytes": pl.Int64(),
 }
+
+
+# Decoding and resizing one image is well under a second; this is slack for a loaded machine.
+DECODE_ALLOWANCE_S = 60.0
+
+
+def row_budget(cfg: PipelineConfig, share: float = 1.0) -> float:
+    """The longest one row may take before it is given up.
+
+    One row's own work is bounded by the client: every attempt at its full deadline, the
+    longest backoff between attempts, one robots.txt fetch. It may first queue behind the
+    partition's other threads for a per-domain slot, and each request waits its turn under
+    the rate limit. Generous on purpose: this catches wedged threads, not slow servers.
+    """
+    f = cfg.fetch
+    own = (f.retries + 1) * f.total_timeout_s + f.retries * f.max_retry_after_s + f.total_timeout_s
+    slots = max(1, int(f.per_domain_concurrency * share))
+    queue = -(-f.threads // slots)  # rows ahead of this one holding the domain's slots
+    rate = f.per_domain_rate_per_s * share if f.per_domain_rate_per_s else 0.0
+    turns = f.threads * (f.max_redirects + 1) * (f.retries + 1) / rate if rate else 0.0
+    return (queue + 1) * own + turns + DECODE_ALLOWANCE_S
+
+
+def _stuck(row: dict[str, Any], budget: float) -> tuple[dict[str, Any], None]:
+    record: dict[str, Any] = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
+    detail = f"no result within {budget:g}s; the stuck fetch/decode thread was abandoned"
+    record.update(status="failed", reason="timeout", detail=detail, stage="fetch")
+    return record, None
+
+
+def _bounded(
+    futures: list[Future[tuple[dict[str, Any], Members | None]]],
+    rows: list[dict[str, Any]],
+    started: dict[int, float],
+    budget: float,
+) -> Iterator[tuple[dict[str, Any], Members | None]]:
+    """Results in input order; a row running longer than `budget` becomes a timeout row.
+
+    Timeouts inside the HTTP client should always fire first; this is the backstop for what
+    they cannot reach (a wedged decoder, a socket the watchdog never saw).
+    """
+    for i, fut in enumerate(futures):
+        while True:
+            begun = started.get(i)
+            wait = 1.0 if begun is None else max(0.0, begun + budget - time.monotonic())
+            try:
+                result = fut.result(timeout=wait)
+            except FutureTimeout:
+                if begun is not None:
+                    yield _stuck(rows[i], budget)
+                    break
+            else:
+                yield result
+                break
 
 
 def partition_name(index: int) -> str:
@@ -153,20 +212,29 @@ def fetch_partition(
     previous = _previous(raw, name, retry) if retry is not None else {}
     fetcher = get_fetcher(cfg.fetch, share)  # once per partition, shared by its threads
 
-    def work(row: dict[str, Any]) -> tuple[dict[str, Any], Members | None]:
+    started: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def work(i: int, row: dict[str, Any]) -> tuple[dict[str, Any], Members | None]:
+        with lock:
+            started[i] = time.monotonic()
         return previous.get(row["uid"]) or _process(row, cfg, fetcher)
 
     records: list[dict[str, Any]] = []
-    # map() yields in input order while later rows are still fetching, so images stream
-    # into the tar instead of the whole partition being held in memory.
-    with (
-        ThreadPoolExecutor(max_workers=cfg.fetch.threads) as pool,
-        TarShardWriter(raw / f"{name}.tar") as tar,
-    ):
-        for record, members in pool.map(work, rows):
-            records.append(record)
-            if members is not None:
-                tar.write(record["uid"], members)
+    budget = row_budget(cfg, share)
+    pool = ThreadPoolExecutor(max_workers=cfg.fetch.threads)
+    futures = [pool.submit(work, i, row) for i, row in enumerate(rows)]
+    try:
+        # Results come in input order while later rows are still fetching, so images stream
+        # into the tar instead of the whole partition being held in memory.
+        with TarShardWriter(raw / f"{name}.tar") as tar:
+            for record, members in _bounded(futures, rows, started, budget):
+                records.append(record)
+                if members is not None:
+                    tar.write(record["uid"], members)
+    finally:
+        # A stuck thread is left behind rather than waited for; the rest are finished.
+        pool.shutdown(wait=all(f.done() for f in futures), cancel_futures=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     buf = io.BytesIO()
     table.write_parquet(buf, compression="zstd", statistics=False)

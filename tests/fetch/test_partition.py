@@ -1,0 +1,96 @@
+"""One wedged row must not hold a whole fetch partition: it becomes a timeout row."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from PIL import Image
+
+import curate.fetch.partition as part
+from curate.config import PipelineConfig
+from curate.io.sources import INGEST_SCHEMA
+from curate.media.image import process_image
+from curate.shards.tar import iter_tar_samples
+
+
+def _jpeg(seed: int) -> bytes:
+    img = Image.new("RGB", (64, 48), (seed * 40 % 256, 90, 200 - seed * 30 % 200))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_a_wedged_decode_is_given_up_and_the_rest_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = [_jpeg(i) for i in range(5)]
+    wedged = images[2]
+    rows = pl.DataFrame(
+        {
+            "uid": [f"u{i}" for i in range(5)],
+            "source": ["s"] * 5,
+            "url": [None] * 5,
+            "path": [None] * 5,
+            "image": images,
+            "caption": [f"c{i}" for i in range(5)],
+            "extra": ["{}"] * 5,
+        },
+        schema=INGEST_SCHEMA,
+    )
+    (tmp_path / "ingest").mkdir()
+    (tmp_path / "raw").mkdir()
+    rows.write_parquet(tmp_path / "ingest" / "00000.parquet")
+    cfg = PipelineConfig.model_validate(
+        {
+            "sources": [{"path": "unused.csv"}],
+            "fetch": {"total_timeout_s": 0.2, "retries": 0, "threads": 3},
+            "image": {"size": 32},
+        }
+    )
+    release = threading.Event()
+
+    def decode(data: bytes, icfg: Any) -> Any:
+        if data == wedged:
+            release.wait(60)  # a decoder that never returns, as far as the partition knows
+        return process_image(data, icfg)
+
+    monkeypatch.setattr(part, "process_image", decode)
+    monkeypatch.setattr(part, "DECODE_ALLOWANCE_S", 1.0)
+    budget = part.row_budget(cfg)
+    assert budget < 3
+    t0 = time.monotonic()
+    try:
+        summary = part.fetch_partition(cfg, str(tmp_path), 0)
+    finally:
+        release.set()
+    assert time.monotonic() - t0 < budget + 5
+    assert summary["ok"] == 4 and summary["failed"] == {"timeout": 1}
+    table = pl.read_parquet(tmp_path / "raw" / "00000.parquet")
+    assert table["uid"].to_list() == [f"u{i}" for i in range(5)]  # input order kept
+    stuck = table.row(2, named=True)
+    assert (stuck["status"], stuck["reason"]) == ("failed", "timeout")
+    assert "abandoned" in stuck["detail"]
+    keys = [k for k, _ in iter_tar_samples(tmp_path / "raw" / "00000.tar")]
+    assert keys == ["u0", "u1", "u3", "u4"]
+
+
+def test_row_budget_covers_queueing_and_rate_limits() -> None:
+    def budget(**fetch: Any) -> float:
+        cfg = PipelineConfig.model_validate({"sources": [{"path": "x.csv"}], "fetch": fetch})
+        return part.row_budget(cfg)
+
+    base = {"total_timeout_s": 10, "retries": 2, "max_retry_after_s": 5, "threads": 16}
+    one = budget(**base, per_domain_concurrency=16)
+    # each row: 3 attempts x 10 s + 2 backoffs x 5 s + robots 10 s = 50 s; one queue ahead
+    assert one == 2 * 50 + part.DECODE_ALLOWANCE_S
+    # a single slot per domain: a row may wait for all 16 threads ahead of it
+    assert budget(**base, per_domain_concurrency=1) == 17 * 50 + part.DECODE_ALLOWANCE_S
+    # a rate limit of 1 request/s: every request of every thread may go first
+    limited = budget(**base, per_domain_concurrency=16, per_domain_rate_per_s=1.0)
+    assert limited == one + 16 * 6 * 3
