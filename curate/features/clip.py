@@ -5,8 +5,9 @@ On a CPU the model is the pipeline's bottleneck, so the work is cut where it cha
   after a caption's end token never reach the pooled end token (exact, not approximate);
 - identical captions are encoded once;
 - images are the stored, already resized ones, put through the model's own preprocessing;
-- `bf16` runs bf16 weights (AMX / AVX512-BF16 on recent CPUs) for a further speed-up at a
-  small, measured cost in agreement.
+- `bf16` runs the transformer trunks in bf16 (AMX / AVX512-BF16 on recent CPUs) for a
+  further speed-up at a small, measured cost in agreement; the ends stay fp32
+  (`clip_model.to_bf16_trunks`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from curate.features.clip_model import ClipModel, load_clip
+from curate.features.clip_model import ClipModel, input_dtype, load_clip
 
 __all__ = ["clip_score", "encode_images", "encode_texts", "scores"]
 
@@ -34,12 +35,6 @@ def _pil(image: ImageLike) -> Image.Image:
         return image.convert("RGB")
     data = Path(image).read_bytes() if isinstance(image, (str, Path)) else image
     return Image.open(io.BytesIO(data)).convert("RGB")
-
-
-def _dtype(cm: ClipModel) -> Any:
-    import torch
-
-    return torch.bfloat16 if cm.precision == "bf16" else torch.float32
 
 
 def _batches(images: Iterable[ImageLike], size: int) -> Iterator[list[ImageLike]]:
@@ -59,7 +54,7 @@ def encode_images(
     import torch
 
     def prepare(chunk: list[ImageLike]) -> Any:
-        return torch.stack([cm.preprocess(_pil(im)) for im in chunk]).to(cm.device, _dtype(cm))
+        return torch.stack([cm.preprocess(_pil(im)) for im in chunk]).to(cm.device, input_dtype(cm))
 
     out: list[NDArray[np.float32]] = []
     with ThreadPoolExecutor(max_workers=1) as pool:

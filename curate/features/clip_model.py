@@ -23,17 +23,16 @@ __all__ = [
     "PRECISIONS",
     "TINY_MODEL",
     "ClipModel",
+    "input_dtype",
     "load_clip",
     "models_dir",
     "register_model_configs",
     "tiny_checkpoint",
+    "to_bf16_trunks",
 ]
 
 TINY_MODEL = "curate-tiny"
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-# open_clip's precision names: "pure_bf16" puts every weight in bf16, so callers cast inputs
-# to one dtype ("bf16" would keep norms and embeddings in fp32).
-_OPEN_CLIP_PRECISION = {"fp32": "fp32", "bf16": "pure_bf16"}
 # A built-in open_clip config cannot carry preprocessing, so it is set here. The tiny model
 # was trained on whole frames squashed to a square: its scene captions name shapes on the
 # left and right, which open_clip's default centre crop would cut off.
@@ -118,13 +117,62 @@ def _load(model: str, pretrained: str | None, device: str, precision: str) -> Cl
     net, _, preprocess = open_clip.create_model_and_transforms(
         model,
         pretrained=weights,
-        precision=_OPEN_CLIP_PRECISION[precision],
+        precision="fp32",
         device=device,
         image_resize_mode=_RESIZE_MODE.get(model),
     )
     net.eval()
+    if precision == "bf16":
+        to_bf16_trunks(net)
     tokenizer = open_clip.get_tokenizer(model)
     return ClipModel(net, preprocess, tokenizer, model, pretrained, device, precision)
+
+
+def _bf16_boundary(module: Any) -> None:
+    """Run `module` in bf16 between fp32 neighbours: cast its inputs in and its output out."""
+    import torch
+
+    def cast(x: Any, dtype: Any) -> Any:
+        return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+    def before(_: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return (
+            tuple(cast(a, torch.bfloat16) for a in args),
+            {k: cast(v, torch.bfloat16) for k, v in kwargs.items()},
+        )
+
+    module.to(torch.bfloat16)
+    module.register_forward_pre_hook(before, with_kwargs=True)
+    module.register_forward_hook(lambda _m, _a, out: cast(out, torch.float32))
+
+
+def to_bf16_trunks(net: Any) -> None:
+    """bf16 where the FLOPs are, fp32 where rounding costs agreement and time does not.
+
+    The transformer trunks of both towers (all but a few percent of the FLOPs) run in bf16.
+    The ends stay fp32: the patch embedding sees the normalised pixels (rounding them to bf16
+    alone doubled the worst score error on a trained ViT), and the final norms and
+    projections make the embedding that is compared. A tower that is not a transformer
+    (e.g. a ModifiedResNet) has no such trunk and runs wholly in bf16.
+    """
+    import torch
+
+    visual = getattr(net, "visual", None)
+    trunk = getattr(visual, "transformer", None)
+    if trunk is not None and hasattr(visual, "conv1"):
+        _bf16_boundary(trunk)
+    elif visual is not None:
+        visual.to(torch.bfloat16)
+    text = getattr(net, "transformer", None)
+    if text is not None and hasattr(net, "token_embedding"):
+        _bf16_boundary(text)
+    elif hasattr(net, "text"):
+        net.text.to(torch.bfloat16)
+
+
+def input_dtype(cm: ClipModel) -> Any:
+    """The dtype the image tower takes its pixels in (its first parameter's)."""
+    return next(cm.model.visual.parameters()).dtype
 
 
 def load_clip(

@@ -287,7 +287,7 @@ def _fit(
 
     mean = torch.tensor(_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(_STD).view(1, 3, 1, 1) * 255
-    model.to(memory_format=torch.channels_last)  # a third faster for thin convolutions on CPU
+    model.to(memory_format=torch.channels_last)  # faster convolutions on CPU (the patch stem)
     model.train()
     opt = _optimizer(model, text.table, lr)
     warmup = max(1, steps // 20)

@@ -5,6 +5,7 @@ pipeline's stored copies alike)."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,20 +109,44 @@ def test_score_separates_mismatched_captions(
     assert min(per_kind.values()) >= MIN_AUC
 
 
-def test_bf16_weights_and_scores() -> None:
+def test_bf16_runs_the_trunks_in_bf16_and_keeps_the_ends_fp32() -> None:
     cm = load_clip(TINY_MODEL, precision="bf16")
     assert cm.precision == "bf16"
-    assert {p.dtype for p in cm.model.parameters()} == {torch.bfloat16}
+    dtypes = {name: p.dtype for name, p in cm.model.named_parameters()}
+    trunks = [n for n in dtypes if n.startswith(("visual.transformer.", "transformer."))]
+    assert trunks and all(dtypes[n] == torch.bfloat16 for n in trunks)
+    for end in ("visual.conv1.weight", "visual.proj", "visual.ln_post.weight", "text_projection"):
+        assert dtypes[end] == torch.float32, end
+    assert sum(p.numel() for n, p in cm.model.named_parameters() if n in trunks) > 0
+    assert clip_model.input_dtype(cm) == torch.float32
     ref = load_clip(TINY_MODEL)
     assert {p.dtype for p in ref.model.parameters()} == {torch.float32}
     image = Image.new("RGB", (120, 80), (245, 245, 245))
     x = cm.preprocess(image)[None]
     tokens = cm.tokenizer(["a red circle on a white background"])
     with torch.inference_mode():
-        low = cm.model.encode_image(x.to(torch.bfloat16)).float()
-        high = ref.model.encode_image(x)
-        assert torch.nn.functional.cosine_similarity(low, high).item() > 0.98
-        assert cm.model.encode_text(tokens).dtype == torch.bfloat16
+        low, high = cm.model.encode_image(x), ref.model.encode_image(x)
+        assert low.dtype == torch.float32  # the projection ran in fp32
+        assert torch.nn.functional.cosine_similarity(low, high).item() > 0.999
+        low_t, high_t = cm.model.encode_text(tokens), ref.model.encode_text(tokens)
+        assert low_t.dtype == torch.float32
+        assert torch.nn.functional.cosine_similarity(low_t, high_t).item() > 0.999
+
+
+def test_a_tower_without_a_transformer_trunk_runs_wholly_in_bf16(tmp_path: Path) -> None:
+    import open_clip
+
+    config = json.loads((clip_model.models_dir() / f"{TINY_MODEL}.json").read_text())
+    config["vision_cfg"] = {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8}  # a ResNet
+    (tmp_path / "curate-tiny-rn.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path)
+    net = open_clip.create_model("curate-tiny-rn").eval()
+    clip_model.to_bf16_trunks(net)
+    assert {p.dtype for p in net.visual.parameters()} == {torch.bfloat16}
+    assert net.text_projection.dtype == torch.float32
+    with torch.inference_mode():
+        out = net.encode_image(torch.zeros(2, 3, 64, 64, dtype=torch.bfloat16))
+    assert out.shape == (2, 64) and torch.isfinite(out.float()).all()
 
 
 def test_bad_precision_is_a_value_error() -> None:
