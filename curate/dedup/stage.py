@@ -21,7 +21,7 @@ from curate.dedup.evalset import eval_digest, load_eval
 from curate.dedup.find import DEDUP_SCHEMA, find_duplicates
 from curate.errors import CurateError
 from curate.features.stage import feature_table, partition_files
-from curate.io.atomic import read_json, write_bytes, write_json
+from curate.io.atomic import current_summary, write_bytes, write_json
 
 __all__ = ["dedup_inputs_digest", "read_dedup", "run_dedup"]
 
@@ -57,10 +57,9 @@ def run_dedup(run_dir: Path, cfg: PipelineConfig, client: Any = None) -> dict[st
     out = run_dir / "features" / "dedup.parquet"
     marker = run_dir / "features" / "dedup.done.json"
     digest = dedup_inputs_digest(run_dir, cfg)
-    if marker.exists() and out.exists():
-        summary: dict[str, Any] = read_json(marker)
-        if summary.get("inputs") == digest:
-            return summary
+    summary = current_summary(marker, digest, out)
+    if summary is not None:
+        return summary
     table = feature_table(run_dir)
     feats = partition_files(run_dir / "features", ".parquet")
     if cfg.dedup.enabled and table.height:

@@ -27,7 +27,7 @@ from curate.filters.rules import (
     max_aspect_ratio,
     min_side,
 )
-from curate.io.atomic import read_json, write_bytes, write_json
+from curate.io.atomic import current_summary, write_bytes, write_json
 
 __all__ = ["FILTER_SCHEMA", "read_filtered", "rules_from_config", "run_filters"]
 
@@ -87,10 +87,9 @@ def run_filters(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
     out = run_dir / "features" / "filter.parquet"
     marker = run_dir / "features" / "filter.done.json"
     digest = _digest(run_dir, cfg)
-    if marker.exists() and out.exists():
-        summary: dict[str, Any] = read_json(marker)
-        if summary.get("inputs") == digest:
-            return summary
+    summary = current_summary(marker, digest, out)
+    if summary is not None:
+        return summary
     rules = rules_from_config(cfg.filters)
     result = pl.DataFrame(schema=FILTER_SCHEMA)
     table = feature_table(run_dir)
