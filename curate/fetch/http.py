@@ -100,7 +100,11 @@ class Fetcher:
     def __init__(self, cfg: FetchConfig, resolver: Resolver | None = None, share: float = 1.0):
         self.cfg = cfg
         self.guard = AddressGuard(
-            cfg.allow_private_networks, cfg.allowed_networks, resolver, cfg.dns_cache_ttl_s
+            cfg.allow_private_networks,
+            cfg.allowed_networks,
+            resolver,
+            cfg.dns_cache_ttl_s,
+            timeout_s=cfg.connect_timeout_s,
         )
         concurrency = max(1, int(cfg.per_domain_concurrency * share))
         rate = cfg.per_domain_rate_per_s * share if cfg.per_domain_rate_per_s else None

@@ -12,6 +12,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from curate.errors import SampleFailure
 
@@ -76,6 +78,7 @@ class AddressGuard:
         allowed_networks: Sequence[str] = (),
         resolver: Resolver | None = None,
         ttl_s: float = 300.0,
+        timeout_s: float | None = None,
     ) -> None:
         self.allow_private = allow_private
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
@@ -84,6 +87,10 @@ class AddressGuard:
         self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
         self.lookups = 0
+        # getaddrinfo cannot be interrupted and a broken resolver can hold it for minutes;
+        # lookups run on helper threads so a fetch gives up after `timeout_s`.
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="curate-dns")
 
     def permitted(self, ip: IP) -> bool:
         if self.allow_private or any(ip in net for net in self.allowed):
@@ -105,7 +112,7 @@ class AddressGuard:
                 return hit[1]
         try:
             self.lookups += 1
-            addrs = self.resolver(host, port)
+            addrs = self._lookup(host, port)
         except (socket.gaierror, UnicodeError) as err:
             raise SampleFailure("dns_error", f"{host}: {err}") from None
         except OSError as err:
@@ -115,6 +122,17 @@ class AddressGuard:
         with self._lock:
             self._cache[key] = (now + self.ttl_s, addrs)
         return addrs
+
+    def _lookup(self, host: str, port: int) -> list[str]:
+        if self.timeout_s is None:
+            return self.resolver(host, port)
+        pending = self._pool.submit(self.resolver, host, port)
+        try:
+            return pending.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            raise SampleFailure(
+                "dns_error", f"{host}: no answer from the resolver within {self.timeout_s:g}s"
+            ) from None
 
     def check(self, host: str, port: int) -> str:
         """The address to connect to; SampleFailure(private_address) if any is not allowed."""

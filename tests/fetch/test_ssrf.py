@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +114,24 @@ def test_connection_goes_to_the_checked_address(web: SyntheticWeb, server: WebSe
     for _ in range(3):
         assert fetcher.fetch(f"http://cdn.test:{port}{route}") == expected
     assert resolver.calls == ["cdn.test"]  # one lookup, then the per-worker DNS cache
+
+
+def test_a_resolver_that_never_answers_is_a_dns_error_within_the_connect_timeout() -> None:
+    """getaddrinfo cannot be interrupted; the fetch stops waiting for it instead."""
+    release = threading.Event()
+
+    def hanging(host: str, port: int) -> list[str]:
+        release.wait(30)  # a resolver whose servers drop every query
+        return ["127.0.0.1"]
+
+    cfg = LOCAL.model_copy(update={"connect_timeout_s": 0.3})
+    t0 = time.monotonic()
+    try:
+        f = failure(Fetcher(cfg, resolver=hanging), "http://slow-dns.test/a.jpg")
+    finally:
+        release.set()
+    assert time.monotonic() - t0 < 3
+    assert f.reason == "dns_error" and "within 0.3s" in f.detail
 
 
 @pytest.mark.parametrize(
