@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from conftest import pipeline_yaml
 from PIL import Image
+from test_notebooks import NOTEBOOKS, run_notebook
 
 import curate
 from curate.features.clip import encode_texts
@@ -102,6 +103,18 @@ def test_calibrate_prints_thresholds_that_keep_the_fractions(scored: RunResult) 
     s = scores.filter(~pl.col("uid").is_in(gone))["clip_score"].to_numpy()
     assert (s >= thresholds[50] - 1e-4).sum() == len(s) // 2
     assert (s >= thresholds[20] - 1e-4).sum() == int(len(s) * 0.2)
+
+
+def test_audit_notebook_shows_what_the_clip_filter_kept_and_dropped(scored: RunResult) -> None:
+    (audit,) = [p for p in NOTEBOOKS if p.name == "audit_funnel.ipynb"]
+    ns = run_notebook(audit, scored.output)
+    summary = ns["clip_summary"]
+    assert isinstance(summary, pl.DataFrame)
+    rows = {r["outcome"]: r for r in summary.iter_rows(named=True)}
+    assert rows["written"]["min"] >= 0.5 > rows["clip_score_low"]["max"]
+    assert rows["clip_score_low"]["n"] == scored.funnel["dropped"]["clip_score_low"]
+    lowest = ns["display_lowest"]
+    assert isinstance(lowest, pl.DataFrame) and lowest["clip_score"].is_sorted()
 
 
 def test_python_api_and_bf16_agree_with_fp32(web: SyntheticWeb, tmp_path: Path) -> None:
