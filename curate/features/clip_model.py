@@ -163,11 +163,13 @@ def to_bf16_trunks(net: Any) -> None:
         _bf16_boundary(trunk)
     elif visual is not None:
         visual.to(torch.bfloat16)
-    text = getattr(net, "transformer", None)
-    if text is not None and hasattr(net, "token_embedding"):
+    # CLIP keeps the text tower's parts on the model; CustomTextCLIP nests them in `.text`.
+    tower = net if hasattr(net, "token_embedding") else getattr(net, "text", None)
+    text = getattr(tower, "transformer", None)
+    if text is not None and hasattr(tower, "token_embedding"):
         _bf16_boundary(text)
-    elif hasattr(net, "text"):
-        net.text.to(torch.bfloat16)
+    elif tower is not None:
+        tower.to(torch.bfloat16)
 
 
 def input_dtype(cm: ClipModel) -> Any:

@@ -149,6 +149,28 @@ def test_a_tower_without_a_transformer_trunk_runs_wholly_in_bf16(tmp_path: Path)
     assert out.shape == (2, 64) and torch.isfinite(out.float()).all()
 
 
+def test_a_custom_text_tower_gets_the_same_layout(tmp_path: Path) -> None:
+    import copy
+
+    import open_clip
+
+    config = json.loads((clip_model.models_dir() / f"{TINY_MODEL}.json").read_text())
+    config["custom_text"] = True  # open_clip's CustomTextCLIP: the text parts live in `.text`
+    (tmp_path / "curate-tiny-custom.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path)
+    ref = open_clip.create_model("curate-tiny-custom").eval()
+    net = copy.deepcopy(ref)
+    clip_model.to_bf16_trunks(net)
+    assert type(net).__name__ == "CustomTextCLIP"
+    assert {p.dtype for p in net.text.transformer.parameters()} == {torch.bfloat16}
+    assert net.text.token_embedding.weight.dtype == torch.float32
+    tokens = open_clip.get_tokenizer("curate-tiny-custom")(["a blue star on the left"])
+    with torch.inference_mode():
+        low, high = net.encode_text(tokens), ref.encode_text(tokens)
+    assert low.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(low, high).item() > 0.999
+
+
 def test_bad_precision_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="precision"):
         load_clip(TINY_MODEL, precision="fp8")
