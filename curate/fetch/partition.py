@@ -73,10 +73,17 @@ def row_budget(cfg: PipelineConfig, share: float = 1.0) -> float:
     return (queue + 1) * own + turns + DECODE_ALLOWANCE_S
 
 
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's raw-table record before anything is known: ok until a failure says otherwise."""
+    record = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
+    record.update(status="ok", reason=None, detail=None, stage="fetch")
+    return record
+
+
 def _stuck(row: dict[str, Any], budget: float) -> tuple[dict[str, Any], None]:
-    record: dict[str, Any] = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
+    record = _record(row)
     detail = f"no result within {budget:g}s; the stuck fetch/decode thread was abandoned"
-    record.update(status="failed", reason="timeout", detail=detail, stage="fetch")
+    record.update(status="failed", reason="timeout", detail=detail)
     return record, None
 
 
@@ -139,8 +146,7 @@ def _process(
     row: dict[str, Any], cfg: PipelineConfig, fetcher: Fetcher
 ) -> tuple[dict[str, Any], Members | None]:
     """One row to its raw-table record and, when it succeeded, its tar members."""
-    record: dict[str, Any] = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
-    record.update(status="ok", reason=None, detail=None, stage="fetch")
+    record = _record(row)
     try:
         img = process_image(_load(row, cfg, fetcher), cfg.image)
     except SampleFailure as failure:
