@@ -7,8 +7,12 @@ name, the TCP connection uses the pinned address).
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -58,25 +62,82 @@ def _pinned_conn_class(base: type[HTTPConnection], guard: AddressGuard) -> type[
     return type(f"Pinned{base.__name__}", (base,), attrs)
 
 
+class _Clock:
+    """One daemon thread per process that fires every Watchdog's deadline.
+
+    A `threading.Timer` per request costs a thread start, and `Thread.start()` blocks until
+    the OS schedules the new thread: on a loaded machine every fetch then waits for a
+    scheduler slice before it may send anything, and each thread costs CPU to create and
+    tear down. One thread sleeping until the earliest deadline costs neither.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Watchdog]] = []
+        self._seq = itertools.count()
+        self._pid = 0
+        self.threads_started = 0
+
+    def add(self, dog: Watchdog) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or a forked child without the thread
+                self._heap.clear()
+                self._pid = os.getpid()
+                self.threads_started += 1
+                threading.Thread(target=self._run, name="curate-watchdog", daemon=True).start()
+            heapq.heappush(self._heap, (dog.deadline, next(self._seq), dog))
+            if self._heap[0][2] is dog:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while True:
+            with self._cond:
+                if self._pid != pid:
+                    return
+                due: list[Watchdog] = []
+                now = time.monotonic()
+                while self._heap and self._heap[0][0] <= now:
+                    dog = heapq.heappop(self._heap)[2]
+                    if not dog.cancelled:
+                        due.append(dog)
+                # Done entries wait for their deadline in the heap; the heap stays bounded
+                # by requests started within one total_timeout_s.
+                wait = self._heap[0][0] - now if self._heap else None
+                if not due:
+                    self._cond.wait(wait)
+                    continue
+            for dog in due:
+                dog._fire()
+
+
+_CLOCK = _Clock()
+
+
 class Watchdog:
     """Hang up the connection this thread is using once `seconds` have passed.
 
     Per-read socket timeouts cannot bound a server that dribbles its status line, headers or
     a compressed body one byte at a time; shutting the socket down from a timer can. After the
     block, check `expired`: a close-delimited body cut by the timer looks complete otherwise.
+    Deadlines are kept by one shared clock thread per process (see `_Clock`).
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds = max(0.0, seconds)
         self.expired = False
+        self.cancelled = False
+        self.deadline = 0.0
         self.conn: HTTPConnection | None = None
         self.sock: socket.socket | None = None
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
+        self._lock = threading.Lock()
 
     def _fire(self) -> None:
-        self.expired = True
-        sock = self.sock or getattr(self.conn, "sock", None)
+        with self._lock:
+            if self.cancelled:
+                return
+            self.expired = True
+            sock = self.sock or getattr(self.conn, "sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):
                 # Linux keeps delivering data after SHUT_RD, so a near-zero timeout also makes
@@ -87,7 +148,8 @@ class Watchdog:
     def __enter__(self) -> Watchdog:
         self._outer: Watchdog | None = getattr(_CURRENT, "watchdog", None)
         _CURRENT.watchdog = self
-        self._timer.start()
+        self.deadline = time.monotonic() + self.seconds
+        _CLOCK.add(self)
         return self
 
     def __exit__(
@@ -96,7 +158,9 @@ class Watchdog:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._timer.cancel()
+        with self._lock:
+            self.cancelled = True
+            self.conn = self.sock = None  # the clock may hold this object until its deadline
         _CURRENT.watchdog = self._outer
 
 
