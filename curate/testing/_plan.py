@@ -33,7 +33,16 @@ FAULTS: dict[str, tuple[str, str | None, bool]] = {
     "big-chunked": ("/fault/big-chunked/{name}", "too_large", False),
     "slow": ("/fault/slow/{name}", "timeout", False),
 }
-NEAR_TRANSFORMS: tuple[str, ...] = ("resize", "recompress", "crop", "brightness")
+NEAR_TRANSFORMS: tuple[str, ...] = (
+    "resize",
+    "recompress",
+    "crop",
+    "brightness",
+    "wide_crop",
+    "rotate",
+)
+"""Near-duplicate edits. The last two are the hard family: 7–9 % crops, and 1–3° rotations
+cropped clear of their corners; default dedup settings find them only in part."""
 _SOURCES = {s.name: s for s in PHOTO_SOURCES}
 _STRAY_CAPTION = "a bowl of fruit on a kitchen table"
 
@@ -237,13 +246,16 @@ def plan_web(n_items: int, rng: np.random.Generator) -> list[Entry]:
             "recompress": float(rng.integers(55, 76)),
             "crop": float(rng.uniform(0.02, 0.05)),
             "brightness": float(rng.choice([0.9, 1.1])),
+            "wide_crop": float(rng.uniform(0.07, 0.09)),
+            "rotate": float(rng.uniform(1.0, 3.0) * rng.choice([-1.0, 1.0])),
         }[transform]
         lx, ty = rng.uniform(0.0, 1.0, size=2)
         caption = str(rng.choice(_SOURCES[base.source].captions))
         e = Entry("near_duplicate", "photo", base.source, "jpg", base.quality, caption, ref=t)
         e.transform, e.param = transform, param
-        left, top = float(lx) * param, float(ty) * param
-        e.crop = (left, top, 1.0 - (param - left), 1.0 - (param - top))
+        if transform in ("crop", "wide_crop"):
+            left, top = float(lx) * param, float(ty) * param
+            e.crop = (left, top, 1.0 - (param - left), 1.0 - (param - top))
         entries.append(e)
 
     for t in _choose(rng, originals, counts["exact_duplicate"]):

@@ -6,11 +6,12 @@ position words, so a model can learn the exact text from the pixels.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from curate.features.hashes import dct_low
 
 __all__ = ["COLORS", "SHAPES", "Scene", "SceneShape", "draw_scene", "random_scene", "scene_hash"]
 
@@ -97,12 +98,27 @@ def random_scene(rng: np.random.Generator) -> Scene:
     return Scene(width, height, background, tuple(shapes))
 
 
+# The star's ten vertex directions, cos and sin of -90° + k·36°, written out: libm's cos has
+# per-CPU variants (FMA or not) that may round the last bit apart.
+_STAR_DIRS: tuple[tuple[float, float], ...] = (
+    (0.0, -1.0),
+    (0.5877852522924731, -0.8090169943749475),
+    (0.9510565162951535, -0.3090169943749474),
+    (0.9510565162951535, 0.3090169943749474),
+    (0.5877852522924731, 0.8090169943749475),
+    (0.0, 1.0),
+    (-0.587785252292473, 0.8090169943749475),
+    (-0.9510565162951535, 0.3090169943749475),
+    (-0.9510565162951536, -0.3090169943749473),
+    (-0.5877852522924732, -0.8090169943749473),
+)
+
+
 def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
     pts = []
-    for k in range(10):
+    for k, (c, s) in enumerate(_STAR_DIRS):
         rad = r if k % 2 == 0 else r * 0.42
-        ang = -math.pi / 2 + k * math.pi / 5
-        pts.append((cx + rad * math.cos(ang), cy + rad * math.sin(ang)))
+        pts.append((cx + rad * c, cy + rad * s))
     return pts
 
 
@@ -132,14 +148,6 @@ def draw_scene(scene: Scene) -> Image.Image:
     return _draw(scene, 2).resize((scene.width, scene.height), Image.Resampling.BOX)
 
 
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    m = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n))
-    m[0] /= np.sqrt(2)
-    return m
-
-
-_DCT32 = _dct_matrix(32)
 _BITS = np.uint64(1) << np.arange(63, dtype=np.uint64)
 
 
@@ -147,10 +155,12 @@ def scene_hash(scene: Scene) -> np.uint64:
     """A grayscale perceptual hash (pHash) of the scene, to keep unrelated scenes apart.
 
     Flat drawings in different colors can share a luminance layout; dedup tools that hash
-    grayscale would call them duplicates, which would make the truth table wrong.
+    grayscale would call them duplicates, which would make the truth table wrong. The DCT is
+    curate's integer one: a float DCT through BLAS flips bits on some CPUs, and since which
+    scenes are accepted steers the generator, that changed the whole web per CPU.
     """
     thumb = _draw(scene, 64 / max(scene.width, scene.height)).convert("L")
-    a = np.asarray(thumb.resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
-    coeffs = (_DCT32 @ a @ _DCT32.T)[:8, :8].ravel()[1:]
-    bits = coeffs > np.median(coeffs)
+    a = np.asarray(thumb.resize((32, 32), Image.Resampling.BOX), dtype=np.uint8)
+    coeffs = dct_low(a).reshape(64)[1:]
+    bits = coeffs > np.partition(coeffs, 31)[31]  # the median of 63 integers, exactly
     return np.uint64(_BITS[bits].sum())

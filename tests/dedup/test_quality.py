@@ -1,8 +1,17 @@
 """Dedup quality on the synthetic web's planted copies, through the real features code.
 
 Planted: exact copies, and resized, recompressed, cropped (2–5 %) and brightness-shifted
-copies of photos; next to them, distinct crops of the same photos (hard negatives) and drawn
-scenes whose flat backgrounds make pHashes collide. Pair precision and recall must be ≥ 0.98.
+copies of photos (the easy family, which the defaults must find); 7–9 % crops and 1–3°
+rotations (the hard family, found only in part: it keeps the test informative, not
+saturated); next to them, distinct crops of the same photos (hard negatives) and drawn scenes
+whose flat backgrounds make pHashes collide.
+
+The web, the hashes and the distances are bit-identical on every CPU (tests/features/
+test_golden.py pins them), so these figures are the same everywhere. Measured on this web
+(seed 11), defaults k = 8, verify 0.28: easy recall 0.989 / 1.0 / 1.0 (border / keep_ratio /
+center_crop), hard 0.55 / 0.50 / 0.43, precision 1.0. The verify threshold sits 0.07–0.09
+above the worst verified copy and 0.05–0.24 below the nearest lookalike. The floors leave
+two easy misses of slack per mode; each run prints its margins.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import pytest
 from curate.config import DedupConfig, ImageConfig
 from curate.dedup.find import find_duplicates
 from curate.errors import SampleFailure
-from curate.features.hashes import sha256_hex, signature
+from curate.features.hashes import THUMB_SIZE, sha256_hex, signature, thumb_distance
 from curate.media.image import process_image
 from curate.testing import SyntheticWeb, build_web
 
@@ -82,10 +91,47 @@ def _truth_pairs(table: pl.DataFrame) -> set[tuple[str, str]]:
     return _pairs(groups)
 
 
+_HARD = {"wide_crop", "rotate"}
+EASY_RECALL, HARD_RECALL, PRECISION = 0.97, (0.2, 0.9), 0.98
+
+
+def _margins(table: pl.DataFrame, want: set[tuple[str, str]], cfg: DedupConfig) -> str:
+    """Where the thresholds sit between the two measured distributions, as one report line.
+
+    Positives: planted pairs within the pHash radius (those verification decides); their
+    largest thumbnail distance is the copy side's margin. Negatives: all other pairs within
+    the radius; their smallest distance is the lookalike side's margin.
+    """
+    uids = table["uid"].to_list()
+    ph = table["phash"].to_numpy()
+    thumbs = np.frombuffer(b"".join(table["thumb"].to_list()), np.uint8)
+    thumbs = thumbs.reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+    i, j = np.triu_indices(len(uids), 1)
+    k = cfg.perceptual.max_distance
+    near = np.bitwise_count(ph[i] ^ ph[j]) <= k
+    i, j = i[near], j[near]
+    d = thumb_distance(thumbs[i], thumbs[j])
+    planted = np.array([(uids[a], uids[b]) in want for a, b in zip(i, j, strict=True)], bool)
+    thr = cfg.perceptual.verify_threshold
+    pos = d[planted & (d < thr)]
+    neg = d[~planted]
+    ham = np.bitwise_count(
+        ph[[uids.index(a) for a, _ in want]] ^ ph[[uids.index(b) for _, b in want]]
+    )
+    return (
+        f"pHash distance of planted pairs: median {np.median(ham):.0f}, "
+        f"90th pct {np.percentile(ham, 90):.0f}, radius {k}; "
+        f"thumb distance: worst verified copy {pos.max():.3f} "
+        f"(margin {thr - pos.max():+.3f}), nearest lookalike {neg.min() if neg.size else 1:.3f} "
+        f"(margin {(neg.min() if neg.size else 1) - thr:+.3f}, {int((neg < thr).sum())} under)"
+    )
+
+
 @pytest.mark.parametrize("mode", ["border", "keep_ratio", "center_crop"])
 def test_planted_duplicates_precision_and_recall(big_web: SyntheticWeb, mode: str) -> None:
     table = _features(big_web, ImageConfig(size=256, resize_mode=mode))
-    dropped = find_duplicates(table, DedupConfig())
+    cfg = DedupConfig()
+    dropped = find_duplicates(table, cfg)
     keeper = dict(zip(dropped["uid"], dropped["dup_of"], strict=True))
 
     def root(uid: str) -> str:
@@ -97,10 +143,22 @@ def test_planted_duplicates_precision_and_recall(big_web: SyntheticWeb, mode: st
     for uid in table["uid"]:
         predicted.setdefault(root(uid), []).append(uid)
     got, want = _pairs(predicted), _truth_pairs(table)
-    assert len(want) >= 80  # enough planted pairs for 0.98 to mean something
+    edit = dict(zip(big_web.truth["item_id"], big_web.truth["transform"], strict=True))
+    hard = {p for p in want if {edit[p[0]], edit[p[1]]} & _HARD}
+    easy = want - hard
+    assert len(easy) >= 80 and len(hard) >= 25  # enough pairs for the floors to mean something
     precision = len(got & want) / len(got)
-    recall = len(got & want) / len(want)
-    assert precision >= 0.98 and recall >= 0.98, (precision, recall, want - got, got - want)
+    easy_recall = len(got & easy) / len(easy)
+    hard_recall = len(got & hard) / len(hard)
+    report = (
+        f"{mode}: precision {precision:.3f}, easy recall {easy_recall:.3f} "
+        f"({len(easy - got)} of {len(easy)} missed), hard recall {hard_recall:.3f}; "
+        + _margins(table, want, cfg)
+    )
+    print(report)
+    assert precision >= PRECISION, (report, got - want)
+    assert easy_recall >= EASY_RECALL, (report, easy - got)
+    assert HARD_RECALL[0] <= hard_recall <= HARD_RECALL[1], report
     methods = set(dropped["dedup_method"])
     assert {"exact_bytes", "perceptual"} <= methods
     # a hard negative (a distinct crop of the same photo) and its photo's copies never meet

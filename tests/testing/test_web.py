@@ -130,11 +130,12 @@ def test_exact_duplicates_share_bytes(web: SyntheticWeb) -> None:
 
 def test_near_duplicates_close_and_hard_negatives_far(web: SyntheticWeb) -> None:
     t = web.truth
-    near_sims = []
+    near_sims, hard_edit_sims = [], []
     for row in t.filter(pl.col("role") == "near_duplicate").iter_rows(named=True):
         mine, orig = _file(web, row["item_id"]), _file(web, row["dup_of"])
         assert mine.read_bytes() != orig.read_bytes()
-        near_sims.append(_similarity(mine, orig))
+        hard_edit = row["transform"] in ("wide_crop", "rotate")
+        (hard_edit_sims if hard_edit else near_sims).append(_similarity(mine, orig))
     hard_sims = []
     for row in t.filter(pl.col("role") == "hard_negative").iter_rows(named=True):
         base = t.filter(pl.col("item_id") == row["group"]).row(0, named=True)
@@ -142,6 +143,8 @@ def test_near_duplicates_close_and_hard_negatives_far(web: SyntheticWeb) -> None
         hard_sims.append(_similarity(_file(web, row["item_id"]), _file(web, base["item_id"])))
     assert min(near_sims) > 0.7, near_sims
     assert max(hard_sims) < 0.62, hard_sims
+    # the hard edit family is further from its original, yet closer than any distinct crop
+    assert hard_edit_sims and min(hard_edit_sims) > max(hard_sims), (hard_edit_sims, hard_sims)
 
 
 def test_mismatched_captions_belong_to_other_items(web: SyntheticWeb) -> None:
