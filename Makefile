@@ -1,5 +1,7 @@
 # The two commands of the quick start: `make demo`, then `make test`.
-# Each sets up .venv first when it is missing or older than pyproject.toml.
+# Each sets up .venv first when it is missing or older than pyproject.toml or the lock.
+# requirements.lock pins every dependency with hashes (Linux x86-64, Python 3.11): a fresh
+# clone installs exactly what CI tested. `make lock` refreshes it after a pyproject change.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,16 +12,22 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint typecheck pytest schema clean
+.PHONY: setup demo test lint typecheck pytest schema clean lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch and torchvision are pinned in pyproject's `clip` extra (an unpinned torch pulls GBs).
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve pyproject's ranges (dev extra included) into the hashed lock, with uv.
+lock:
+	test -x $(VENV)-lock/bin/uv || ($(PYTHON) -m venv $(VENV)-lock && $(VENV)-lock/bin/pip install --quiet uv)
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --no-emit-package dataclasses --quiet -o requirements.lock
 
 demo: $(STAMP)
 	$(BIN)/curate demo --output demo-out
