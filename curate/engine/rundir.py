@@ -22,7 +22,7 @@ _PACKAGES = (
     "polars",
     "pyarrow",
     "pillow",
-    "requests",
+    "urllib3",
     "webdataset",
 )
 

@@ -16,14 +16,22 @@ import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    LocationValueError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+)
+from urllib3.exceptions import TimeoutError as UrllibTimeout
+from urllib3.response import BaseHTTPResponse
 
 from curate.config import FetchConfig
 from curate.errors import SampleFailure
 from curate.fetch.politeness import DomainLimiter, RobotsCache
 from curate.fetch.safety import AddressGuard, Resolver
-from curate.fetch.transport import Watchdog, mount_guard
+from curate.fetch.transport import Watchdog, guarded_pool_manager
 
 __all__ = [
     "RETRY_FAILED_REASONS",
@@ -41,6 +49,7 @@ TRANSIENT_REASONS = frozenset(
 RETRY_FAILED_REASONS = TRANSIENT_REASONS | {"timeout", "fetch_error"}
 _CHUNK = 64 * 1024
 _ROBOTS_MAX = 512 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def agent_token(user_agent: str) -> str:
@@ -65,7 +74,7 @@ def is_opted_out(headers: list[str], user_agent: str, directives: frozenset[str]
     return False
 
 
-def _retry_after(resp: requests.Response) -> float | None:
+def _retry_after(resp: BaseHTTPResponse) -> float | None:
     value = resp.headers.get("Retry-After")
     if not value:
         return None
@@ -79,19 +88,32 @@ def _retry_after(resp: requests.Response) -> float | None:
         return None
 
 
-def _classify(err: requests.RequestException) -> SampleFailure:
+def _classify(err: HTTPError) -> SampleFailure:
+    """urllib3's error (raised as is: no retries in the pool) to a reason."""
     text = str(err)
-    if isinstance(err, requests.exceptions.SSLError):
+    if isinstance(err, SSLError):
         return SampleFailure("tls_error", text)
-    if isinstance(err, requests.exceptions.Timeout):
-        return SampleFailure("timeout", text)
-    if isinstance(err, requests.exceptions.ChunkedEncodingError):
-        return SampleFailure("truncated", text)
-    if isinstance(err, requests.exceptions.ConnectionError):
+    if isinstance(err, NewConnectionError | ProtocolError):  # NewConnection is a ConnectTimeout
         return SampleFailure("connection_error", text)
-    if isinstance(err, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+    if isinstance(err, UrllibTimeout):
+        return SampleFailure("timeout", text)
+    if isinstance(err, LocationValueError):
         return SampleFailure("bad_url", text)
     return SampleFailure("fetch_error", text)
+
+
+def _redirect(resp: BaseHTTPResponse) -> str | None:
+    """The Location of a redirect (an empty one too: it loops to too_many_redirects)."""
+    if resp.status in _REDIRECTS and "Location" in resp.headers:
+        return str(resp.headers["Location"])
+    return None
+
+
+def _release(resp: BaseHTTPResponse) -> None:
+    """Hand the connection back: a fully read body already did; otherwise close it first,
+    so a half-read response never serves the next request."""
+    resp.close()
+    resp.release_conn()
 
 
 class Fetcher:
@@ -115,15 +137,15 @@ class Fetcher:
         )
         self._local = threading.local()
 
-    def session(self) -> requests.Session:
-        s: requests.Session | None = getattr(self._local, "session", None)
-        if s is None:
-            s = requests.Session()
-            s.headers["User-Agent"] = self.cfg.user_agent
-            s.trust_env = False  # no proxies or netrc from the environment
-            mount_guard(s, self.guard, pool_size=4)
-            self._local.session = s
-        return s
+    def pool(self) -> urllib3.PoolManager:
+        """This thread's connection pools (no proxies, netrc or cookies from anywhere)."""
+        manager: urllib3.PoolManager | None = getattr(self._local, "pool", None)
+        if manager is None:
+            headers = urllib3.util.make_headers(accept_encoding=True)
+            headers.update({"User-Agent": self.cfg.user_agent, "Accept": "*/*"})
+            manager = guarded_pool_manager(self.guard, pool_size=4, headers=headers)
+            self._local.pool = manager
+        return manager
 
     def _fetch_robots(self, url: str) -> tuple[int, bytes]:
         """robots.txt with up to five redirects, each hop checked (RFC 9309 2.3.1.2)."""
@@ -132,15 +154,17 @@ class Fetcher:
         with Watchdog(self.cfg.total_timeout_s):
             for hop in range(6):
                 self._check_hop(current, hop)
-                with self._request(current, deadline) as resp:
-                    if resp.is_redirect:
-                        current = urljoin(current, resp.headers["Location"])
+                resp = self._request(current, deadline)
+                try:
+                    location = _redirect(resp)
+                    if location is not None:
+                        current = urljoin(current, location)
                         continue
-                    if resp.status_code >= 300:
-                        return max(
-                            resp.status_code, 404
-                        ) if resp.status_code < 400 else resp.status_code, b""
-                    return resp.status_code, self._read_body(resp, deadline, _ROBOTS_MAX)
+                    if resp.status >= 300:
+                        return max(resp.status, 404) if resp.status < 400 else resp.status, b""
+                    return resp.status, self._read_body(resp, deadline, _ROBOTS_MAX)
+                finally:
+                    _release(resp)
         return 404, b""  # more than five redirects: unavailable, which RFC 9309 treats as 4xx
 
     def _check_hop(self, url: str, hop: int) -> tuple[str, str]:
@@ -166,27 +190,29 @@ class Fetcher:
             raise
         return host, f"{scheme}://{parts.netloc.lower()}"
 
-    def _request(self, url: str, deadline: float) -> requests.Response:
+    def _request(self, url: str, deadline: float) -> BaseHTTPResponse:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SampleFailure("timeout", f"total deadline of {self.cfg.total_timeout_s}s passed")
-        timeout = (
-            min(self.cfg.connect_timeout_s, remaining),
-            min(self.cfg.read_timeout_s, remaining),
+        timeout = urllib3.Timeout(
+            connect=min(self.cfg.connect_timeout_s, remaining),
+            read=min(self.cfg.read_timeout_s, remaining),
         )
         try:
-            return self.session().get(url, stream=True, allow_redirects=False, timeout=timeout)
-        except requests.RequestException as err:
+            return self.pool().urlopen(
+                "GET", url, redirect=False, retries=False, preload_content=False, timeout=timeout
+            )
+        except HTTPError as err:
             raise _classify(err) from None
 
-    def _read_body(self, resp: requests.Response, deadline: float, cap: int) -> bytes:
+    def _read_body(self, resp: BaseHTTPResponse, deadline: float, cap: int) -> bytes:
         """Stream under the cap and the deadline; never keep a partial body."""
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > cap:
             raise SampleFailure("too_large", f"Content-Length {length} > max_bytes={cap}")
         parts: list[bytes] = []
         size = 0
-        raw = resp.raw
+        raw = resp
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -238,18 +264,21 @@ class Fetcher:
                 raise SampleFailure("robots_disallowed", f"{origin}/robots.txt disallows {current}")
             with self.limiter.slot(host):
                 resp = self._request(current, deadline)
-                with resp:
-                    if resp.is_redirect:
-                        current = urljoin(current, resp.headers["Location"])
+                try:
+                    location = _redirect(resp)
+                    if location is not None:
+                        current = urljoin(current, location)
                         continue
-                    if resp.status_code >= 400:
+                    if resp.status >= 400:
                         raise SampleFailure(
-                            f"http_{resp.status_code}", resp.reason or "", _retry_after(resp)
+                            f"http_{resp.status}", resp.reason or "", _retry_after(resp)
                         )
-                    tags = resp.raw.headers.getlist("X-Robots-Tag")
+                    tags = resp.headers.getlist("X-Robots-Tag")
                     if is_opted_out(tags, self.cfg.user_agent, self.directives):
                         raise SampleFailure("optout", "X-Robots-Tag: " + ", ".join(tags))
                     body = self._read_body(resp, deadline, self.cfg.max_bytes)
+                finally:
+                    _release(resp)
             if not body:
                 raise SampleFailure("empty", "zero-byte body")
             return body

@@ -1,7 +1,8 @@
-"""A requests adapter whose connections go only to addresses the AddressGuard checked.
+"""A urllib3 pool manager whose connections go only to addresses the AddressGuard checked.
 
 TLS still verifies the certificate against the hostname (SNI and hostname checks use the
-name, the TCP connection uses the pinned address).
+name, the TCP connection uses the pinned address). urllib3 directly rather than requests: a
+request costs about 0.3 ms of CPU instead of 0.7, on a path that decodes an image in ~2.8.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -25,7 +25,7 @@ from urllib3.util import connection as u3conn
 
 from curate.fetch.safety import AddressGuard
 
-__all__ = ["GuardedAdapter", "Watchdog", "mount_guard"]
+__all__ = ["Watchdog", "guarded_pool_manager"]
 
 _CURRENT = threading.local()
 
@@ -164,26 +164,29 @@ class Watchdog:
         _CURRENT.watchdog = self._outer
 
 
-class GuardedAdapter(HTTPAdapter):
-    """HTTPAdapter with pools whose connections are pinned to checked addresses."""
+def guarded_pool_manager(
+    guard: AddressGuard, pool_size: int, headers: dict[str, str]
+) -> urllib3.PoolManager:
+    """Pools whose connections are pinned to checked addresses; no retries, no redirects
+    (the caller follows them hop by hop), certificates verified against certifi's roots."""
+    try:
+        import certifi
 
-    def __init__(self, guard: AddressGuard, **kwargs: Any) -> None:
-        self.guard = guard
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        http_conn = _pinned_conn_class(HTTPConnection, self.guard)
-        https_conn = _pinned_conn_class(HTTPSConnection, self.guard)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type(
-                "GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}
-            ),
-        }
-
-
-def mount_guard(session: requests.Session, guard: AddressGuard, pool_size: int) -> None:
-    adapter = GuardedAdapter(guard, pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+        ca_certs: str | None = certifi.where()
+    except ImportError:  # the system's roots then
+        ca_certs = None
+    manager = urllib3.PoolManager(
+        num_pools=pool_size,
+        maxsize=pool_size,
+        headers=headers,
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=ca_certs,
+    )
+    http_conn = _pinned_conn_class(HTTPConnection, guard)
+    https_conn = _pinned_conn_class(HTTPSConnection, guard)
+    manager.pool_classes_by_scheme = {
+        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+    }
+    return manager
