@@ -2,7 +2,9 @@
 
 A pure function of the raw partition, so it reruns anywhere with the same bytes. The image
 is the stored (already resized) one, decoded at reduced size: never a second full decode of
-the original.
+the original. The fetch stage computes the same rows while the partition's bytes are still
+in memory and writes them with `write_features`; this stage then finds them done, and only
+recomputes a partition whose marker is missing or names another raw partition.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from curate.shards.tar import iter_tar_samples
 
 __all__ = [
     "FEATURES_SCHEMA",
+    "feature_row",
     "feature_table",
     "features_partition",
     "partition_files",
     "raw_digest",
+    "write_features",
 ]
 
 FEATURES_SCHEMA: dict[str, pl.DataType] = {
@@ -72,7 +76,8 @@ def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
-def _row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """One ok sample's features from its raw-table record and its stored members."""
     ext = next((e for e in _IMAGE_EXTS if e in members), None)
     if ext is None:
         raise ValueError(f"raw sample {record['uid']} has no image member ({sorted(members)})")
@@ -98,12 +103,17 @@ def features_partition(run_dir: str, name: str) -> dict[str, Any]:
     raw = pl.read_parquet(root / "raw" / f"{name}.parquet").filter(pl.col("status") == "ok")
     records = {r["uid"]: r for r in raw.to_dicts()}
     rows = [
-        _row(records[key], members)
+        feature_row(records[key], members)
         for key, members in iter_tar_samples(root / "raw" / f"{name}.tar")
         if key in records
     ]
     if len(rows) != len(records):
         raise RuntimeError(f"raw/{name}.tar holds {len(rows)} of {len(records)} ok samples")
+    return write_features(root, name, rows)
+
+
+def write_features(root: Path, name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """features/NNNNN.parquet from rows in raw order, then the marker naming the raw digest."""
     table = pl.DataFrame(rows, schema=FEATURES_SCHEMA)
     buf = io.BytesIO()
     table.write_parquet(buf, compression="zstd", statistics=False)

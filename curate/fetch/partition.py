@@ -1,7 +1,9 @@
 """The fetch stage over one partition: ingest rows in, a raw tar + parquet + marker out.
 
 A pure function of (config, ingest partition): rerunning it anywhere gives the same bytes.
-One bad sample is a row with a reason, never an exception that fails the partition.
+One bad sample is a row with a reason, never an exception that fails the partition. Each
+fetch thread also computes its sample's features from the stored bytes (the features
+stage's own function) while they are in memory, so that stage need not read the tar again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import polars as pl
 
 from curate.config import PipelineConfig
 from curate.errors import SampleFailure
+from curate.features.stage import feature_row, write_features
 from curate.fetch.http import Fetcher, get_fetcher
 from curate.io.atomic import write_bytes, write_json
 from curate.media.image import process_image
@@ -80,19 +83,24 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _stuck(row: dict[str, Any], budget: float) -> tuple[dict[str, Any], None]:
+Members = dict[str, bytes]
+# A row's raw record, its tar members when ok, and its features row when ok.
+Result = tuple[dict[str, Any], Members | None, dict[str, Any] | None]
+
+
+def _stuck(row: dict[str, Any], budget: float) -> Result:
     record = _record(row)
     detail = f"no result within {budget:g}s; the stuck fetch/decode thread was abandoned"
     record.update(status="failed", reason="timeout", detail=detail)
-    return record, None
+    return record, None, None
 
 
 def _bounded(
-    futures: list[Future[tuple[dict[str, Any], Members | None]]],
+    futures: list[Future[Result]],
     rows: list[dict[str, Any]],
     started: dict[int, float],
     budget: float,
-) -> Iterator[tuple[dict[str, Any], Members | None]]:
+) -> Iterator[Result]:
     """Results in input order; a row running longer than `budget` becomes a timeout row.
 
     Timeouts inside the HTTP client should always fire first; this is the backstop for what
@@ -137,9 +145,6 @@ def _load(row: dict[str, Any], cfg: PipelineConfig, fetcher: Fetcher) -> bytes:
     if row["url"] is None or not row["url"].strip():
         raise SampleFailure("bad_url", "no URL")
     return fetcher.fetch(row["url"].strip())
-
-
-Members = dict[str, bytes]
 
 
 def _process(
@@ -221,12 +226,14 @@ def fetch_partition(
     started: dict[int, float] = {}
     lock = threading.Lock()
 
-    def work(i: int, row: dict[str, Any]) -> tuple[dict[str, Any], Members | None]:
+    def work(i: int, row: dict[str, Any]) -> Result:
         with lock:
             started[i] = time.monotonic()
-        return previous.get(row["uid"]) or _process(row, cfg, fetcher)
+        record, members = previous.get(row["uid"]) or _process(row, cfg, fetcher)
+        return record, members, None if members is None else feature_row(record, members)
 
     records: list[dict[str, Any]] = []
+    features: list[dict[str, Any]] = []
     budget = row_budget(cfg, share)
     pool = ThreadPoolExecutor(max_workers=cfg.fetch.threads)
     futures = [pool.submit(work, i, row) for i, row in enumerate(rows)]
@@ -234,10 +241,11 @@ def fetch_partition(
         # Results come in input order while later rows are still fetching, so images stream
         # into the tar instead of the whole partition being held in memory.
         with TarShardWriter(raw / f"{name}.tar") as tar:
-            for record, members in _bounded(futures, rows, started, budget):
+            for record, members, feats in _bounded(futures, rows, started, budget):
                 records.append(record)
-                if members is not None:
+                if members is not None and feats is not None:
                     tar.write(record["uid"], members)
+                    features.append(feats)
     finally:
         # A stuck thread is left behind rather than waited for; the rest are finished.
         pool.shutdown(wait=all(f.done() for f in futures), cancel_futures=True)
@@ -254,6 +262,7 @@ def fetch_partition(
         "retried": len(rows) - len(previous) if retry is not None else 0,
     }
     write_json(raw / f"{name}.done.json", summary)
+    write_features(root, name, features)
     return summary
 
 

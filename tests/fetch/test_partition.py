@@ -94,3 +94,42 @@ def test_row_budget_covers_queueing_and_rate_limits() -> None:
     # a rate limit of 1 request/s: every request of every thread may go first
     limited = budget(**base, per_domain_concurrency=16, per_domain_rate_per_s=1.0)
     assert limited == one + 16 * 6 * 3
+
+
+def test_features_written_by_fetch_equal_the_features_stage(tmp_path: Path) -> None:
+    """The fetch stage's in-memory features are byte for byte what the features stage
+    computes from the raw tar, so a resumed run can use either."""
+    from curate.features.stage import features_partition, raw_digest
+
+    photos = [_jpeg(i) for i in range(4)]
+    images = [*photos[:2], b"not an image", *photos[2:]]
+    rows = pl.DataFrame(
+        {
+            "uid": [f"u{i}" for i in range(5)],
+            "source": ["s"] * 5,
+            "url": [None] * 5,
+            "path": [None] * 5,
+            "image": images,
+            "caption": [f"c{i}" for i in range(5)],
+            "extra": ["{}"] * 5,
+        },
+        schema=INGEST_SCHEMA,
+    )
+    (tmp_path / "ingest").mkdir()
+    rows.write_parquet(tmp_path / "ingest" / "00000.parquet")
+    cfg = PipelineConfig.model_validate(
+        {"sources": [{"path": "unused.csv"}], "fetch": {"threads": 3}, "image": {"size": 32}}
+    )
+    summary = part.fetch_partition(cfg, str(tmp_path), 0)
+    assert summary["ok"] == 4 and summary["failed"] == {"not_image": 1}
+    feats = tmp_path / "features"
+    fused = (feats / "00000.parquet").read_bytes(), (feats / "00000.done.json").read_bytes()
+    table = pl.read_parquet(feats / "00000.parquet")
+    assert table["uid"].to_list() == ["u0", "u1", "u3", "u4"]
+    assert table["phash"].n_unique() >= 2 and table["thumb"].null_count() == 0
+    for f in feats.iterdir():
+        f.unlink()
+    again = features_partition(str(tmp_path), "00000")
+    assert again["raw"] == raw_digest(tmp_path, "00000") and again["samples"] == 4
+    assert (feats / "00000.parquet").read_bytes() == fused[0]
+    assert (feats / "00000.done.json").read_bytes() == fused[1]
