@@ -74,3 +74,56 @@ def test_longest_key_fits_the_tar_header(tmp_path: Path) -> None:
     with TarShardWriter(tmp_path / "k.tar") as w:
         w.write("k" * 64, {"seg.png": b"1"})
     assert [k for k, _ in iter_tar_samples(tmp_path / "k.tar")] == ["k" * 64]
+
+
+def _tarfile_bytes(samples: dict[str, dict[str, bytes]]) -> bytes:
+    """What the standard library writes for the same members and fixed fields."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples.items():
+            for ext in sorted(members):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.mtime, info.mode = len(members[ext]), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(members[ext]))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("n", [1, 7, 40])
+def test_writer_bytes_equal_tarfile_ustar(tmp_path: Path, n: int) -> None:
+    """Hand-built headers: the same bytes as tarfile, for sizes across block boundaries and
+    archives ending on and off a 10240-byte record."""
+    samples = {
+        f"{'k' * (1 + i % 64)}{i}"[-64:]: {
+            "jpg": bytes(range(256)) * (i * 37 % 9) + b"x" * (i * 131 % 1025),
+            "seg.png": b"" if i % 3 else b"p" * 512,
+            "txt": f"caption {i}".encode(),
+        }
+        for i in range(n)
+    }
+    path = tmp_path / "s.tar"
+    with TarShardWriter(path) as w:
+        for key, members in samples.items():
+            w.write(key, members)
+    assert path.read_bytes() == _tarfile_bytes(samples)
+    assert list(iter_tar_samples(path)) == [(k, dict(sorted(m.items()))) for k, m in samples.items()]
+
+
+def test_reader_fast_path_and_tarfile_agree(tmp_path: Path) -> None:
+    """A pax-format archive (other headers) goes through tarfile; same groups come out."""
+    samples = {"a": {"jpg": b"1" * 700, "txt": b"t"}, "b": {"jpg": b"2", "txt": b"u" * 513}}
+    plain, pax = tmp_path / "plain.tar", tmp_path / "pax.tar"
+    plain.write_bytes(_tarfile_bytes(samples))
+    with tarfile.open(pax, "w", format=tarfile.PAX_FORMAT) as tar:
+        for key, members in samples.items():
+            for ext, data in sorted(members.items()):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size, info.pax_headers = len(data), {"comment": "ü"}
+                tar.addfile(info, io.BytesIO(data))
+    assert list(iter_tar_samples(plain)) == list(iter_tar_samples(pax))
+    assert [k for k, _ in iter_tar_samples(pax)] == ["a", "b"]
+    broken = tmp_path / "cut.tar"
+    broken.write_bytes(plain.read_bytes()[:1000])  # cut inside the first body
+    with pytest.raises(tarfile.ReadError):
+        list(iter_tar_samples(broken))
