@@ -107,7 +107,8 @@ def test_writer_bytes_equal_tarfile_ustar(tmp_path: Path, n: int) -> None:
         for key, members in samples.items():
             w.write(key, members)
     assert path.read_bytes() == _tarfile_bytes(samples)
-    assert list(iter_tar_samples(path)) == [(k, dict(sorted(m.items()))) for k, m in samples.items()]
+    expected = [(k, dict(sorted(m.items()))) for k, m in samples.items()]
+    assert list(iter_tar_samples(path)) == expected
 
 
 def test_reader_fast_path_and_tarfile_agree(tmp_path: Path) -> None:
