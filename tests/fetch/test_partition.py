@@ -26,26 +26,31 @@ def _jpeg(seed: int) -> bytes:
     return buf.getvalue()
 
 
+def write_ingest(run_dir: Path, images: list[bytes]) -> None:
+    """ingest/00000.parquet with one in-source image per row, uids u0, u1, ..."""
+    n = len(images)
+    rows = pl.DataFrame(
+        {
+            "uid": [f"u{i}" for i in range(n)],
+            "source": ["s"] * n,
+            "url": [None] * n,
+            "path": [None] * n,
+            "image": images,
+            "caption": [f"c{i}" for i in range(n)],
+            "extra": ["{}"] * n,
+        },
+        schema=INGEST_SCHEMA,
+    )
+    (run_dir / "ingest").mkdir()
+    rows.write_parquet(run_dir / "ingest" / "00000.parquet")
+
+
 def test_a_wedged_decode_is_given_up_and_the_rest_is_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     images = [_jpeg(i) for i in range(5)]
     wedged = images[2]
-    rows = pl.DataFrame(
-        {
-            "uid": [f"u{i}" for i in range(5)],
-            "source": ["s"] * 5,
-            "url": [None] * 5,
-            "path": [None] * 5,
-            "image": images,
-            "caption": [f"c{i}" for i in range(5)],
-            "extra": ["{}"] * 5,
-        },
-        schema=INGEST_SCHEMA,
-    )
-    (tmp_path / "ingest").mkdir()
-    (tmp_path / "raw").mkdir()
-    rows.write_parquet(tmp_path / "ingest" / "00000.parquet")
+    write_ingest(tmp_path, images)
     cfg = PipelineConfig.model_validate(
         {
             "sources": [{"path": "unused.csv"}],
@@ -103,20 +108,7 @@ def test_features_written_by_fetch_equal_the_features_stage(tmp_path: Path) -> N
 
     photos = [_jpeg(i) for i in range(4)]
     images = [*photos[:2], b"not an image", *photos[2:]]
-    rows = pl.DataFrame(
-        {
-            "uid": [f"u{i}" for i in range(5)],
-            "source": ["s"] * 5,
-            "url": [None] * 5,
-            "path": [None] * 5,
-            "image": images,
-            "caption": [f"c{i}" for i in range(5)],
-            "extra": ["{}"] * 5,
-        },
-        schema=INGEST_SCHEMA,
-    )
-    (tmp_path / "ingest").mkdir()
-    rows.write_parquet(tmp_path / "ingest" / "00000.parquet")
+    write_ingest(tmp_path, images)
     cfg = PipelineConfig.model_validate(
         {"sources": [{"path": "unused.csv"}], "fetch": {"threads": 3}, "image": {"size": 32}}
     )
