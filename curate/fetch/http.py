@@ -212,19 +212,18 @@ class Fetcher:
             raise SampleFailure("too_large", f"Content-Length {length} > max_bytes={cap}")
         parts: list[bytes] = []
         size = 0
-        raw = resp
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SampleFailure(
                     "timeout", f"total deadline of {self.cfg.total_timeout_s}s passed"
                 )
-            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            sock = getattr(getattr(resp, "connection", None), "sock", None)
             if sock is not None:
                 sock.settimeout(min(self.cfg.read_timeout_s, remaining))
             try:
                 # read1 returns as soon as bytes arrive, so a dribbling server meets the deadline
-                chunk = raw.read1(_CHUNK, decode_content=True)
+                chunk = resp.read1(_CHUNK, decode_content=True)
             except urllib3.exceptions.ReadTimeoutError as err:
                 raise SampleFailure("timeout", str(err)) from None
             except urllib3.exceptions.DecodeError as err:

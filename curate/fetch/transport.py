@@ -2,7 +2,7 @@
 
 TLS still verifies the certificate against the hostname (SNI and hostname checks use the
 name, the TCP connection uses the pinned address). urllib3 directly rather than requests: a
-request costs about 0.3 ms of CPU instead of 0.7, on a path that decodes an image in ~2.8.
+request costs about 0.4 ms of CPU instead of 0.7, on a path that decodes an image in ~2.6.
 """
 
 from __future__ import annotations
@@ -169,19 +169,15 @@ def guarded_pool_manager(
 ) -> urllib3.PoolManager:
     """Pools whose connections are pinned to checked addresses; no retries, no redirects
     (the caller follows them hop by hop), certificates verified against certifi's roots."""
-    try:
-        import certifi
+    import certifi
 
-        ca_certs: str | None = certifi.where()
-    except ImportError:  # the system's roots then
-        ca_certs = None
     manager = urllib3.PoolManager(
         num_pools=pool_size,
         maxsize=pool_size,
         headers=headers,
         retries=False,
         cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_certs,
+        ca_certs=certifi.where(),
     )
     http_conn = _pinned_conn_class(HTTPConnection, guard)
     https_conn = _pinned_conn_class(HTTPSConnection, guard)

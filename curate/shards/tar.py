@@ -5,9 +5,9 @@ equal bytes. Keys may not contain dots or slashes (Hugging Face `datasets` cuts 
 first dot), and every sample of a shard must carry the same member set.
 
 Headers are built here rather than by `tarfile`, byte for byte what `tarfile` writes in
-USTAR format for these fields (tested): tarfile spent ~0.2 ms per sample on them, as much
-as HTTP half. Reading takes a fast path over archives of plain regular members and hands
-anything else (pax or GNU headers, links, bad checksums) to `tarfile`.
+USTAR format for these fields (tested): tarfile spent ~0.2 ms per sample on them, half
+of what the HTTP request costs. Reading takes a fast path over archives of plain regular
+members and hands anything else (pax or GNU headers, links, bad checksums) to `tarfile`.
 """
 
 from __future__ import annotations
@@ -95,9 +95,8 @@ class TarShardWriter:
         for ext in exts:
             data = members[ext]
             parts += (ustar_header(f"{key}.{ext}", len(data)), data, b"\0" * (-len(data) % _BLOCK))
-        block = b"".join(parts)
-        self._file.write(block)
-        self._offset += len(block)
+        self._file.writelines(parts)  # no joined copy of the sample's bytes
+        self._offset += sum(map(len, parts))
         self._keys.add(key)
         self.count += 1
 
