@@ -1,12 +1,7 @@
-"""Caption duplicates: normalisation, exact caption hashes, MinHash-LSH near-duplicate clusters."""
+"""Caption duplicates: MinHash-LSH near-duplicate clusters over `features.text` normalisation."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import re
-import sys
-import unicodedata
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -15,49 +10,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.dedup.clusters import components
+from curate.features.text import caption_hash, normalise_caption
 
 __all__ = ["caption_duplicates", "caption_hash", "normalise_caption"]
 
-_URL = re.compile(r"(?:https?://|www\.)\S+")
 # Candidates are verified exactly, so an LSH false positive only costs one set comparison while a
 # false negative silently loses a duplicate. datasketch's default (0.5, 0.5) weighting makes a
 # pair at Jaccard 0.85 a candidate only ~69% of the time (threshold 0.8, 128 perms); this makes
 # it ~99% (~95% exactly at the threshold).
 _LSH_WEIGHTS = (0.05, 0.95)
-_ASCII_SEPARATORS = re.compile(r"[\W_]+")
-
-
-@functools.cache
-def _separators() -> re.Pattern[str]:
-    """`[\\W_]+` except combining marks: `\\w` omits them, so plain `\\W` would delete the vowel
-    signs of Devanagari, Thai, ... and make genuinely different captions normalise alike."""
-    spans: list[list[int]] = []
-    for c in range(sys.maxunicode + 1):
-        if unicodedata.category(chr(c))[0] == "M":
-            if spans and spans[-1][1] == c - 1:
-                spans[-1][1] = c
-            else:
-                spans.append([c, c])
-    marks = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in spans)
-    return re.compile(rf"(?:[^\w{marks}]|_)+")
-
-
-def normalise_caption(text: str | None) -> str:
-    """Canonical caption text, so trivial variants (case, punctuation, URLs, compatibility
-    characters such as "ﬁ" or full-width letters) compare equal. Digits are kept."""
-    if not text:
-        return ""
-    # NFKC again after casefold: casefolding can leave decomposed sequences (e.g. "ǰ").
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    separators = _ASCII_SEPARATORS if text.isascii() else _separators()  # ~6x faster on ASCII
-    return separators.sub(" ", _URL.sub(" ", text)).strip()
-
-
-def caption_hash(text: str | None) -> str:
-    """16-hex-char key for exact caption dedup; "" for a caption that is empty once normalised,
-    which means "no caption" and must never be treated as a duplicate."""
-    norm = normalise_caption(text)
-    return hashlib.blake2b(norm.encode("utf-8"), digest_size=8).hexdigest() if norm else ""
 
 
 def _shingles(norm: str, k: int) -> set[str]:
