@@ -10,7 +10,6 @@ checkpoint next to it; a missing checkpoint is retrained from the synthetic web.
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 # left and right, which open_clip's default centre crop would cut off.
 _RESIZE_MODE: dict[str, str] = {TINY_MODEL: "squash"}
 _LOCK = threading.Lock()
-_log = logging.getLogger(__name__)
 
 
 def models_dir() -> Path:
@@ -92,10 +90,10 @@ def _checkpoint(model: str, pretrained: str | None) -> str | None:
             return None
         path = tiny_checkpoint()
         if not path.is_file():
-            from curate.testing.tiny_clip import train_tiny_clip
-
-            _log.warning("%s is missing; training it from the synthetic web", path)
-            train_tiny_clip(path)
+            raise ConfigError(
+                f"{path}: the bundled tiny CLIP checkpoint is missing; regenerate it with "
+                "`python -m curate.testing.tiny_clip --out curate/features/models/curate-tiny.pt`"
+            )
         return str(path)
     if open_clip.get_pretrained_cfg(model, pretrained):
         return pretrained  # a known tag: open_clip downloads (or finds cached) weights
@@ -183,10 +181,11 @@ def load_clip(
     """Load (once per process: Dask tasks call this per partition) a model for scoring.
 
     `pretrained` is an open_clip tag (downloads), a local checkpoint path, or None: random
-    init, except for `curate-tiny`, whose bundled checkpoint is used (trained if missing).
+    init, except for `curate-tiny`, whose bundled checkpoint is used (if it is missing, the
+    error names the command that regenerates it).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     register_model_configs()
-    with _LOCK:  # threads of one worker must not load, or train, the same model twice
+    with _LOCK:  # threads of one worker must not load the same model twice
         return _load(model, pretrained, device, precision)

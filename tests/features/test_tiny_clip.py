@@ -220,17 +220,13 @@ def fresh_cache() -> Iterator[None]:
     clip_model._load.cache_clear()
 
 
-def test_missing_bundled_checkpoint_is_trained_on_first_use(
+def test_missing_bundled_checkpoint_names_the_command_and_trains_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_cache: None
 ) -> None:
+    """Production code never trains the test model inside a worker (issue 9)."""
     path = tmp_path / "models" / "curate-tiny.pt"
     monkeypatch.setattr(clip_model, "tiny_checkpoint", lambda: path)
-    real = tiny_clip.train_tiny_clip
-    monkeypatch.setattr(
-        tiny_clip, "train_tiny_clip", lambda out: real(out, work_dir=tmp_path, **SMALL)
-    )
-    cm = load_clip(TINY_MODEL)
-    assert path.is_file()
-    saved = torch.load(path, weights_only=True)["state_dict"]
-    state = cm.model.state_dict()
-    assert all(torch.equal(state[k], v.float()) for k, v in saved.items())
+    monkeypatch.setattr(tiny_clip, "train_tiny_clip", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ConfigError, match=r"python -m curate\.testing\.tiny_clip"):
+        load_clip(TINY_MODEL)
+    assert not path.exists()
