@@ -27,12 +27,12 @@ if TYPE_CHECKING:
     from curate.dedup.semantic import semantic_duplicates
     from curate.features.clip import clip_score
     from curate.features.hashes import phash
-    from curate.ledger import open_ledger
     from curate.pipeline import run
+    from curate.tables import open_ledger
 
 _LAZY = {
     "run": "curate.pipeline",
-    "open_ledger": "curate.ledger",
+    "open_ledger": "curate.tables",
     "load_config": "curate.config",
     "phash": "curate.features.hashes",
     "clip_score": "curate.features.clip",

@@ -70,38 +70,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from curate.ledger import funnel, open_ledger
+    from curate.ledger import funnel
+    from curate.tables import open_ledger
 
     print(format_funnel(funnel(open_ledger(args.run_dir))))
     return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    """Which CLIP threshold keeps each fraction, for this run's model on this run's corpus."""
+    """Which CLIP threshold keeps each fraction, for this run's model on this run's corpus;
+    with --apply, refilter and reshard the run at that threshold (no fetching)."""
+    import math
+
     import numpy as np
     import polars as pl
 
     from curate.errors import CurateError
     from curate.filters.rules import calibrate
     from curate.io.atomic import read_json
-    from curate.ledger import clip_scores
+    from curate.rundir import RunDir
+    from curate.tables import clip_scores, read_dedup
 
-    run_dir = Path(args.run_dir)
-    scores = clip_scores(run_dir)
+    run = RunDir(Path(args.run_dir))
+    if not run.run_json.exists():
+        raise CurateError(f"{run.root}: not a curate run directory (no run.json)")
+    scores = clip_scores(run)
     if scores.height == 0:
-        raise CurateError(f"{run_dir}: no CLIP scores (features/*.clip.parquet); enable `clip`")
-    dups = run_dir / "features" / "dedup.parquet"
-    if dups.exists() and not args.with_duplicates:
-        gone = pl.read_parquet(dups, columns=["uid"])["uid"].implode()
-        scores = scores.filter(~pl.col("uid").is_in(gone))
-    clip = read_json(run_dir / "run.json").get("config", {}).get("clip", {})
+        raise CurateError(f"{run.root}: no CLIP scores (features/*.clip.parquet); enable `clip`")
+    if not args.with_duplicates:
+        scores = scores.filter(~pl.col("uid").is_in(read_dedup(run)["uid"].implode()))
+    config = read_json(run.run_json)["config"]
+    clip = config.get("clip", {})
     s = scores["clip_score"].drop_nulls().to_numpy()
     print(f"model {clip.get('model')} / {clip.get('pretrained')} ({clip.get('precision')})")
     lo, mid, hi = (float(q) for q in np.quantile(s, [0.0, 0.5, 1.0]))
     print(f"{s.size} scored samples: min {lo:.4f}, median {mid:.4f}, max {hi:.4f}")
     print("keep    threshold   (filters.clip_min_score)")
-    for fraction, threshold in calibrate(s, args.keep).items():
+    thresholds = calibrate(s, args.keep)
+    for fraction, threshold in thresholds.items():
         print(f"{fraction:>5.0%}   {threshold:9.4f}")
+    if not args.apply:
+        return 0
+    if len(args.keep) != 1:
+        raise CurateError("--apply takes exactly one --keep fraction")
+    threshold = thresholds[args.keep[0]]
+    if not math.isfinite(threshold):
+        raise CurateError(f"--keep {args.keep[0]} keeps no sample; choose a larger fraction")
+    from curate.pipeline import run as run_pipeline
+
+    config["filters"] = {**config.get("filters", {}), "clip_min_score": threshold}
+    print(f"\napplying filters.clip_min_score = {threshold!r}: refilter and reshard, no fetch")
+    res = run_pipeline(config, run.root, progress=not args.quiet)
+    _print_result(res.output, res.funnel, res.seconds)
     return 0
 
 
@@ -170,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fractions to keep (default: 0.9 0.7 0.5 0.3 0.1)",
     )
     c.add_argument("--with-duplicates", action="store_true", help="count samples dedup dropped too")
+    c.add_argument(
+        "--apply",
+        action="store_true",
+        help="set the one --keep fraction's threshold as filters.clip_min_score and rerun "
+        "the stages after CLIP (no network requests)",
+    )
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (with --apply)")
     c.set_defaults(fn=_cmd_calibrate)
 
     v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.errors import ConfigError
 
 __all__ = [
+    "FETCH_SECTIONS",
     "EngineConfig",
     "FetchConfig",
     "FolderSource",
@@ -26,6 +27,7 @@ __all__ = [
     "ShardsConfig",
     "TableSource",
     "config_hash",
+    "fetch_hash",
     "load_config",
     "parse_config",
 ]
@@ -362,6 +364,18 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
         if local.exists():  # a checkpoint beside the config, not an open_clip tag
             clip = clip.model_copy(update={"pretrained": str(local.resolve())})
     return cfg.model_copy(update={"sources": sources, "dedup": dedup, "clip": clip})
+
+
+# The sections that decide which bytes are fetched and stored: a change to one of them
+# means a new download; every other section only redoes the stages that read it.
+FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image"})
+
+
+def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:
+    """Stable hash of what decides the fetched bytes (plus an input fingerprint)."""
+    data = cfg.model_dump(mode="json", include=set(FETCH_SECTIONS))
+    payload = json.dumps(data, sort_keys=True) + extra
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def config_hash(cfg: PipelineConfig, extra: str = "") -> str:

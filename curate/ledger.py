@@ -5,52 +5,37 @@ It answers "why was X dropped?" and "where is X?" for every input, whatever its 
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from curate.io.atomic import write_bytes
+from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
+from curate.io.atomic import read_json
+from curate.rundir import RunDir
+from curate.shards.final import kept_samples, plan_shards
+from curate.shards.manifest import write_card
+from curate.tables import (
+    CLIP_SCHEMA,
+    DEDUP_SCHEMA,
+    FILTER_SCHEMA,
+    LEDGER_SCHEMA,
+    clip_scores,
+    open_ledger,
+    raw_table,
+    read_dedup,
+    read_filtered,
+    write_table,
+)
 
-__all__ = ["LEDGER_SCHEMA", "clip_scores", "funnel", "open_ledger", "raw_table", "write_ledger"]
-
-LEDGER_SCHEMA: dict[str, pl.DataType] = {
-    "uid": pl.String(),
-    "source": pl.String(),
-    "url": pl.String(),
-    "path": pl.String(),
-    "caption": pl.String(),
-    "status": pl.String(),
-    "reason": pl.String(),
-    "detail": pl.String(),
-    "stage": pl.String(),
-    "width": pl.Int32(),
-    "height": pl.Int32(),
-    "original_width": pl.Int32(),
-    "original_height": pl.Int32(),
-    "bytes": pl.Int64(),
-    "clip_score": pl.Float32(),
-    "dedup_method": pl.String(),
-    "dup_of": pl.String(),
-    "partition": pl.String(),
-    "shard": pl.String(),
-    "key": pl.String(),
-}
+__all__ = ["LEDGER", "funnel", "write_ledger"]
 
 
-def raw_table(run_dir: Path) -> pl.DataFrame:
-    """Every raw partition's rows in input order, with the partition name."""
-    files = sorted((run_dir / "raw").glob("*.parquet"))
-    frames = [pl.read_parquet(f).with_columns(partition=pl.lit(f.stem)) for f in files]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=LEDGER_SCHEMA)
-
-
-def _or_empty(frame: pl.DataFrame | None, schema: dict[str, type[pl.DataType]]) -> pl.DataFrame:
+def _or_empty(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return frame if frame is not None else pl.DataFrame(schema=schema)
 
 
 def write_ledger(
-    run_dir: Path,
+    run: RunDir,
     table: pl.DataFrame,
     placement: pl.DataFrame,
     duplicates: pl.DataFrame | None = None,
@@ -59,11 +44,9 @@ def write_ledger(
 ) -> None:
     """Join where each kept uid landed, why each duplicate or filtered sample was dropped and
     its CLIP score; write one ledger parquet per raw partition."""
-    dups = _or_empty(duplicates, {"uid": pl.String, "dedup_method": pl.String, "dup_of": pl.String})
-    filt = _or_empty(
-        filtered, {"uid": pl.String, "filter_reason": pl.String, "filter_reasons": pl.String}
-    )
-    clip = _or_empty(scores, {"uid": pl.String, "clip_score": pl.Float32})
+    dups = _or_empty(duplicates, DEDUP_SCHEMA)
+    filt = _or_empty(filtered, FILTER_SCHEMA)
+    clip = _or_empty(scores, CLIP_SCHEMA)
     is_dup = pl.col("dedup_method").is_not_null()
     is_filtered = pl.col("filter_reason").is_not_null()
     led = (
@@ -96,26 +79,7 @@ def write_ledger(
     )
     led = led.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
     for (part,), group in led.group_by(["partition"], maintain_order=True):
-        buf = io.BytesIO()
-        group.write_parquet(buf, compression="zstd", statistics=False)
-        write_bytes(run_dir / "ledger" / f"{part}.parquet", buf.getvalue())
-
-
-def clip_scores(run_dir: Path) -> pl.DataFrame:
-    """uid and clip_score of every scored sample (empty when the CLIP stage did not run)."""
-    files = sorted((run_dir / "features").glob("*.clip.parquet"))
-    frames = [pl.read_parquet(f) for f in files]
-    schema = {"uid": pl.String, "clip_score": pl.Float32}
-    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
-
-
-def open_ledger(path: str | Path) -> pl.LazyFrame:
-    """Lazily scan a run's ledger; `path` is the run directory or its ledger/ folder."""
-    p = Path(path)
-    folder = p / "ledger" if (p / "ledger").is_dir() else p
-    if not any(folder.glob("*.parquet")):
-        raise FileNotFoundError(f"{folder}: no ledger parquet files (has the run finished?)")
-    return pl.scan_parquet(str(folder / "*.parquet"))
+        write_table(run.ledger(str(part)), group)
 
 
 def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
@@ -146,3 +110,36 @@ def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
             for m, n in methods.sort(["n", "dedup_method"], descending=[True, False]).iter_rows()
         }
     return out
+
+
+def ledger_task(run_dir: str, name: str, samples_per_shard: int) -> dict[str, Any]:
+    """The task: one ledger row per input with its fate and place, the funnel, the card."""
+    run = RunDir(run_dir)
+    plans = plan_shards(kept_samples(run), samples_per_shard)
+    placement = pl.DataFrame(
+        [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
+        schema={"uid": pl.String, "shard": pl.String, "key": pl.String},
+        orient="row",
+    )
+    write_ledger(
+        run, raw_table(run), placement, read_dedup(run), read_filtered(run), clip_scores(run)
+    )
+    counts = funnel(open_ledger(run.root))
+    write_card(run, name, read_json(run.manifest), counts)
+    return {"funnel": counts}
+
+
+def _plan(p: Plan) -> list[Task]:
+    run, cfg = p.run, p.cfg
+    inputs = digest(
+        *(run.raw_table(part) for part in run.partitions()),
+        *(stage_digest(run, s) for s in ("clip", "dedup", "filter", "manifest")),
+        cfg.name,
+        str(cfg.shards.samples_per_shard),
+    )
+    args = (str(run.root), cfg.name, cfg.shards.samples_per_shard)
+    outputs = (*(run.ledger(part) for part in run.partitions()), run.card)
+    return [Task("all", ledger_task, args, inputs, outputs)]
+
+
+LEDGER = Stage("ledger", _plan)

@@ -10,41 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from curate.config import PipelineConfig
-from curate.ledger import LEDGER_SCHEMA
+from curate.tables import LEDGER_SCHEMA, Manifest, SampleMeta
 
-__all__ = ["Manifest", "SampleMeta", "all_schemas", "check_schemas", "write_schemas"]
-
-
-class SampleMeta(BaseModel):
-    """The `json` member of every sample; carried source columns sit beside these keys."""
-
-    model_config = ConfigDict(extra="allow")
-    uid: str = Field(pattern=r"^[0-9a-f]{20}$")
-    source: str
-    url: str | None
-    caption: str | None
-    width: int
-    height: int
-    original_width: int
-    original_height: int
-
-
-class ManifestShard(BaseModel):
-    shard: str
-    samples: int
-    bytes: int
-    sha256: str
-
-
-class Manifest(BaseModel):
-    version: int
-    config_hash: str
-    members: list[str]
-    total_samples: int
-    shards: list[ManifestShard]
+__all__ = ["all_schemas", "check_schemas", "write_schemas"]
 
 
 def _ledger_schema() -> dict[str, Any]:

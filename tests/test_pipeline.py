@@ -222,7 +222,7 @@ def test_cli_errors_are_clear_and_mark_nothing_done(urls: Path, tmp_path: Path) 
     assert proc.returncode == 2 and "garbage.parquet: cannot read as parquet" in proc.stderr
 
     for name in ("o1", "o2", "o3", "o4"):
-        assert not list((tmp_path / name).rglob("*.done.json"))
+        assert not list((tmp_path / name).glob("state/*/*.json"))
 
 
 def test_changed_input_is_refused(web: SyntheticWeb, server: WebServer, tmp_path: Path) -> None:
@@ -232,7 +232,7 @@ def test_changed_input_is_refused(web: SyntheticWeb, server: WebServer, tmp_path
     cfg = pipeline_yaml(tmp_path, tmp_path / "u.parquet", engine={"n_workers": 1})
     curate.run(cfg, tmp_path / "out", progress=False)
     listing.head(4).write_parquet(tmp_path / "u.parquet")  # same path, same config text
-    with pytest.raises(ConfigMismatchError, match="another config or input"):
+    with pytest.raises(ConfigMismatchError, match="other inputs or fetch settings"):
         curate.run(cfg, tmp_path / "out", progress=False)
 
 

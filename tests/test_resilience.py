@@ -19,6 +19,7 @@ from PIL import Image
 
 import curate
 from curate.pipeline import RunResult
+from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.shards.validate import validate_shards
 from curate.testing import serve_web
@@ -35,7 +36,7 @@ def any_tmp(out: Path) -> bool:
 
 
 def two_markers(out: Path) -> bool:
-    return len(list((out / "raw").glob("*.done.json"))) >= 2
+    return len(RunDir(out).markers("fetch")) >= 2
 
 
 @pytest.mark.parametrize("moment", [any_tmp, two_markers], ids=["mid-partition", "two-done"])
@@ -70,13 +71,14 @@ def test_crash_between_rename_and_marker(
 
     out = tmp_path / "out"
     shutil.copytree(finished.output, out)
-    (out / "raw" / "00001.done.json").unlink()
-    (out / "raw" / "00002.tar").write_bytes(b"half a tar")  # its marker stays: parquet rules
-    (out / "state" / "shards" / "00000.done.json").unlink()
-    (out / "shards" / "00000.tar").write_bytes(b"garbage")
-    (out / "shards" / "manifest.json").unlink()
+    run = RunDir(out)
+    run.marker("fetch", "00001").unlink()
+    run.raw_tar("00002").write_bytes(b"half a tar")
+    run.marker("fetch", "00002").unlink()
+    run.marker("shards", "00000").unlink()
+    run.shard("00000").write_bytes(b"garbage")
+    run.manifest.unlink()  # its task's marker stays: a missing output is redone all the same
     (out / "raw" / "00003.parquet.tmp").write_bytes(b"torn")
-    (out / "raw" / "00002.done.json").unlink()
     curate.run(config_path, out, progress=False)
     assert snapshot(out) == snapshot(finished.output)
     assert not any_tmp(out)

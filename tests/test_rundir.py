@@ -1,36 +1,128 @@
-"""Run-directory contract: what counts as a resumable, foreign or half-started output."""
+"""Run-directory contract: what counts as a resumable, foreign, unusable or half-started output."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from curate.config import PipelineConfig
-from curate.engine.rundir import start_run
-from curate.errors import ConfigMismatchError
-from curate.io.atomic import read_json
+from curate.errors import ConfigMismatchError, CurateError
+from curate.io.atomic import read_json, write_json
+from curate.rundir import LAYOUT, RunDir
+
+HASHES = {"config": "c" * 64, "fetch": "f" * 64}
 
 
-def _cfg(tmp_path: Path) -> PipelineConfig:
-    return PipelineConfig.model_validate(
-        {"name": "t", "sources": [{"path": str(tmp_path / "in.csv")}]}
-    )
+def _start(
+    out: Path, hashes: dict[str, str] = HASHES, overwrite: bool = False
+) -> dict[str, object]:
+    return RunDir(out).start({"name": "t"}, "t", hashes, overwrite)
 
 
 def test_kill_while_writing_run_json_leaves_a_startable_directory(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "run.json.tmp").write_bytes(b'{"config_ha')  # the kill hit mid-write
-    info = start_run(out, _cfg(tmp_path), "abc", overwrite=False)
-    assert read_json(out / "run.json")["config_hash"] == info["config_hash"] == "abc"
+    info = _start(out)
+    assert read_json(out / "run.json")["fetch_hash"] == info["fetch_hash"] == "f" * 64
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]
 
 
-def test_foreign_files_are_still_refused(tmp_path: Path) -> None:
+def test_foreign_files_are_still_refused_even_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigMismatchError, match="not a curate run directory"):
-        start_run(out, _cfg(tmp_path), "abc", overwrite=False)
+    for overwrite in (False, True):
+        with pytest.raises(CurateError, match="not a curate run directory"):
+            _start(out, overwrite=overwrite)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_or_an_unwritable_folder_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "corpus"
+    target.write_text("x")
+    with pytest.raises(CurateError, match="is a file, not a folder"):
+        RunDir(target).check_location()
+    with pytest.raises(CurateError, match="is a file, so"):
+        RunDir(target / "below").check_location()
+    assert target.read_text() == "x"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root may write anywhere: let the check see what others do
+        real = os.access
+        monkeypatch.setattr(
+            "curate.rundir.os.access", lambda p, m: False if Path(p) == locked else real(p, m)
+        )
+    try:
+        for out in (locked, locked / "out"):
+            with pytest.raises(CurateError, match=f"{locked}: not writable"):
+                RunDir(out).check_location()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_cli_names_a_file_output_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    target = tmp_path / "corpus"
+    target.write_text("x")
+    (tmp_path / "in.csv").write_text("url,caption\nhttp://127.0.0.1:9/a.jpg,a\n")
+    (tmp_path / "p.yaml").write_text("name: t\nsources:\n  - path: in.csv\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "run", str(tmp_path / "p.yaml"), "-o", str(target), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {target}: is a file, not a folder; choose a folder for the run"
+    ]
+
+
+def test_other_fetch_inputs_are_refused_and_an_older_layout_is_named(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _start(out)
+    (out / "raw").mkdir()
+    with pytest.raises(ConfigMismatchError, match="--overwrite"):
+        _start(out, {"config": "c" * 64, "fetch": "g" * 64})
+    assert (out / "raw").is_dir()
+    again = _start(out, {"config": "d" * 64, "fetch": "f" * 64})  # only later stages changed
+    assert again["config_hash"] == "d" * 64 and (out / "raw").is_dir()
+    write_json(out / "run.json", {"config_hash": "old"})  # a layout-1 run
+    with pytest.raises(ConfigMismatchError, match=f"older curate \\(layout 1, now {LAYOUT}\\)"):
+        _start(out)
+    _start(out, overwrite=True)
+    assert not (out / "raw").exists()
+
+
+def test_every_path_is_inside_the_run_and_partitions_come_from_ingest(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    paths = [
+        run.run_json,
+        run.report,
+        run.ingest("00000"),
+        run.raw_tar("00000"),
+        run.raw_table("00000"),
+        run.features("00000"),
+        run.clip_scores("00000"),
+        run.image_embeddings("00000"),
+        run.text_embeddings("00000"),
+        run.ledger("00000"),
+        run.decision("dedup"),
+        run.shard("00000"),
+        run.sizes,
+        run.manifest,
+        run.card,
+        run.marker("fetch", "00000"),
+    ]
+    assert len(set(paths)) == len(paths)
+    assert all(p.is_relative_to(tmp_path) for p in paths)
+    for name in ("00001", "00000"):
+        run.ingest(name).parent.mkdir(exist_ok=True)
+        run.ingest(name).write_bytes(b"")
+    assert run.partitions() == ["00000", "00001"]

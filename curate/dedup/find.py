@@ -21,14 +21,10 @@ from curate.dedup.clusters import components
 from curate.dedup.lsh import hamming_pairs
 from curate.dedup.policy import keepers, rank
 from curate.features.hashes import THUMB_SIZE, thumb_distance
+from curate.tables import DEDUP_SCHEMA
 
-__all__ = ["DEDUP_SCHEMA", "EvalData", "find_duplicates", "verify_thumbs"]
+__all__ = ["EvalData", "find_duplicates", "verify_thumbs"]
 
-DEDUP_SCHEMA: dict[str, pl.DataType] = {
-    "uid": pl.String(),
-    "dedup_method": pl.String(),
-    "dup_of": pl.String(),
-}
 _VERIFY_BLOCK = 8192
 Verify = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
 

@@ -161,21 +161,23 @@ def _tasks(h: NDArray[np.uint64], k: int, plan: SearchPlan) -> list[Callable[[],
 
 
 def _on_dask(client: Any, h: NDArray[np.uint64], k: int, plan: SearchPlan) -> list[Pairs]:
-    """The same tasks on a Dask cluster: hashes broadcast once, each band's table built on a
-    worker and shipped to the workers probing it."""
+    """The same tasks on a Dask cluster, through the engine's runner (retries, stall
+    reports): hashes broadcast once, each band's table built on a worker and shipped to the
+    workers probing it."""
+    from curate.engine.runner import run_calls
+
     n = h.size
     hf = client.scatter(h, broadcast=True, hash=False)
-    futures = []
+    calls: list[tuple[str, Callable[..., Pairs], tuple[Any, ...]]] = []
     if plan.brute:
         for lo in range(0, n, _BRUTE_BLOCK):
-            hi = min(n, lo + _BRUTE_BLOCK)
-            futures.append(client.submit(_brute_block, hf, lo, hi, k, pure=False))
+            calls.append((f"brute-{lo}", _brute_block, (hf, lo, min(n, lo + _BRUTE_BLOCK), k)))
     else:
         for band, ranges in _blocks(n, plan.bands, plan.radius):
             idx = client.submit(_band_index, hf, band, plan.bands, plan.radius, pure=False)
             for lo, hi in ranges:
-                futures.append(client.submit(_probe_indexed, hf, idx, lo, hi, k, pure=False))
-    found: list[Pairs] = client.gather(futures)
+                calls.append((f"band{band}-{lo}", _probe_indexed, (hf, idx, lo, hi, k)))
+    found: list[Pairs] = run_calls(client, "hamming", calls)
     return found
 
 

@@ -1,4 +1,4 @@
-"""Run one stage's tasks on Dask: skip tasks whose marker exists, show progress, gather.
+"""Run a stage's tasks on Dask: skip those already done for the same inputs, write markers.
 
 A stage that stops making progress must say where it is stuck rather than wait in silence:
 after `stall_s` without a finished task the driver prints which tasks are running on which
@@ -14,35 +14,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from curate.io.atomic import read_json
+from curate.engine.stage import Task, read_marker, write_marker
+from curate.rundir import RunDir
 
-__all__ = ["StageTask", "run_tasks"]
-
-
-@dataclass(frozen=True)
-class StageTask:
-    """One unit of a stage: done when `marker` exists (written last by `fn`) and, if given,
-    `expect` is a subset of it (e.g. the digest of the plan the marker was written for)."""
-
-    index: int
-    marker: Path
-    fn: Callable[..., dict[str, Any]]
-    args: tuple[Any, ...]
-    expect: dict[str, Any] | None = None
-    force: bool = False
-
-    def done(self) -> dict[str, Any] | None:
-        if self.force or not self.marker.exists():
-            return None
-        summary: dict[str, Any] = read_json(self.marker)
-        if self.expect and any(summary.get(k) != v for k, v in self.expect.items()):
-            return None
-        return summary
-
+__all__ = ["run_calls", "run_stage"]
 
 _RUNNING = 0
 _RUNNING_LOCK = threading.Lock()
@@ -80,12 +57,12 @@ def _watched(
                 faulthandler.cancel_dump_traceback_later()
 
 
-def _stall_report(client: Any, stage: str, pending: dict[Any, StageTask], idle_s: float) -> str:
+def _stall_report(client: Any, stage: str, pending: dict[Any, str], idle_s: float) -> str:
     """Which unfinished tasks run where, from the scheduler (which stays responsive)."""
-    keys = {fut.key: t.index for fut, t in pending.items()}
+    keys = {fut.key: name for fut, name in pending.items()}
     lines = [
         f"curate: {stage}: no task finished for {idle_s:.0f}s; "
-        f"{len(pending)} unfinished: partitions {sorted(keys.values())[:20]}"
+        f"{len(pending)} unfinished: {sorted(keys.values())[:20]}"
     ]
     try:
         processing = client.processing()
@@ -94,37 +71,35 @@ def _stall_report(client: Any, stage: str, pending: dict[Any, StageTask], idle_s
     for worker, running in sorted(processing.items()):
         mine = sorted(keys[k] for k in running if k in keys)
         if mine:
-            lines.append(f"  {worker}: partitions {mine} (stacks in that worker's stderr)")
+            lines.append(f"  {worker}: {mine} (stacks in that worker's stderr)")
     return "\n".join(lines)
 
 
-def run_tasks(
+Call = tuple[str, Callable[..., Any], tuple[Any, ...]]
+
+
+def _execute(
     client: Any,
-    stage: str,
-    tasks: Sequence[StageTask],
+    label: str,
+    calls: Sequence[Call],
+    on_done: Callable[[str, Any], None],
     *,
-    retries: int = 2,
-    progress: bool = True,
-    resources: dict[str, float] | None = None,
-    stall_s: float | None = None,
-) -> list[dict[str, Any]]:
-    """Submit the unfinished tasks; return every task's summary (read back from markers)."""
+    retries: int,
+    progress: bool,
+    resources: dict[str, float] | None,
+    stall_s: float | None,
+    done_already: int = 0,
+) -> None:
+    """Submit (name, fn, args) calls; `on_done(name, result)` as each finishes, on this
+    thread. A quiet spell longer than `stall_s` prints where the unfinished ones run."""
     from distributed import wait
     from tqdm import tqdm
 
-    results: dict[int, dict[str, Any]] = {}
-    todo = []
-    for t in tasks:
-        summary = t.done()
-        if summary is not None:
-            results[t.index] = summary
-        else:
-            todo.append(t)
     bar = tqdm(
-        total=len(tasks),
-        initial=len(results),
-        desc=f"{stage:>8}",
-        unit="part",
+        total=len(calls) + done_already,
+        initial=done_already,
+        desc=f"{label:>8}",
+        unit="task",
         disable=not progress,
         file=sys.stderr,
     )
@@ -132,13 +107,14 @@ def run_tasks(
         client.submit(
             _watched,
             stall_s,
-            t.fn,
-            *t.args,
-            key=f"{stage}-{t.index}-{uuid.uuid4().hex[:8]}",
+            fn,
+            *args,
+            key=f"{label}-{name}-{uuid.uuid4().hex[:8]}",
             retries=retries,
             resources=resources,
-        ): t
-        for t in todo
+            pure=False,
+        ): name
+        for name, fn, args in calls
     }
     futures = list(pending)
     last = time.monotonic()
@@ -148,15 +124,105 @@ def run_tasks(
                 done, _ = wait(list(pending), timeout=stall_s, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 idle = time.monotonic() - last
-                print(_stall_report(client, stage, pending, idle), file=sys.stderr, flush=True)
+                print(_stall_report(client, label, pending, idle), file=sys.stderr, flush=True)
                 continue
             for fut in done:
-                t = pending.pop(fut)
-                results[t.index] = fut.result()
+                name = pending.pop(fut)
+                on_done(name, fut.result())
                 bar.update(1)
             last = time.monotonic()
     finally:
         bar.close()
         for fut in futures:
             fut.cancel()
-    return [results[t.index] for t in tasks]
+
+
+def run_calls(
+    client: Any,
+    label: str,
+    calls: Sequence[Call],
+    *,
+    retries: int = 2,
+    progress: bool = False,
+    stall_s: float | None = None,
+) -> list[Any]:
+    """Run calls that leave no files (e.g. blocks of a search) with the same retries and
+    stall reports as stage tasks; results in call order."""
+    results: dict[str, Any] = {}
+    _execute(
+        client,
+        label,
+        calls,
+        results.__setitem__,
+        retries=retries,
+        progress=progress,
+        resources=None,
+        stall_s=stall_s,
+    )
+    return [results[name] for name, _, _ in calls]
+
+
+def run_stage(
+    client: Any,
+    run: RunDir,
+    stage: str,
+    tasks: Sequence[Task],
+    *,
+    retries: int = 2,
+    progress: bool = True,
+    resources: dict[str, float] | None = None,
+    stall_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """Run the tasks whose marker is missing or was written for other inputs; write each
+    marker when its task returns; return every task's summary, in task order.
+
+    Markers of keys the plan no longer has (e.g. a shard beyond a smaller plan) are removed.
+    """
+    summaries: dict[str, dict[str, Any]] = {}
+    todo: list[Task] = []
+    changed = 0
+    for t in tasks:
+        marker = read_marker(run, stage, t.key)
+        current = marker is not None and marker.get("inputs") == t.inputs
+        if current and not t.force and all(p.exists() for p in t.outputs):
+            assert marker is not None
+            summaries[t.key] = marker["summary"]
+            continue
+        changed += marker is not None and not current and not t.force
+        todo.append(t)
+    planned = {t.key for t in tasks}
+    for path in run.markers(stage):
+        if path.stem not in planned:
+            path.unlink()
+    if progress and changed:
+        print(
+            f"{stage:>8}: inputs changed for {changed} of {len(tasks)} task(s); redoing them",
+            file=sys.stderr,
+            flush=True,
+        )
+    by_key = {t.key: t for t in todo}
+
+    def finished(key: str, summary: Any) -> None:
+        if not isinstance(summary, dict):
+            fn = getattr(by_key[key].fn, "__qualname__", by_key[key].fn)
+            raise TypeError(
+                f"{stage} task {key}: {fn} returned {type(summary).__name__}, not a summary dict"
+            )
+        extra = summary.pop("completes", None) or {}
+        for other, marker in extra.items():
+            write_marker(run, other, key, marker["inputs"], marker["summary"])
+        write_marker(run, stage, key, by_key[key].inputs, summary)
+        summaries[key] = summary
+
+    _execute(
+        client,
+        stage,
+        [(t.key, t.fn, t.args) for t in todo],
+        finished,
+        retries=retries,
+        progress=progress,
+        resources=resources,
+        stall_s=stall_s,
+        done_already=len(tasks) - len(todo),
+    )
+    return [summaries[t.key] for t in tasks]

@@ -2,29 +2,31 @@
 
 Reads the stored (already resized) images of the raw tar, in the order of
 features/NNNNN.parquet, and writes beside it NNNNN.emb.npy (image) and NNNNN.txt.npy (caption)
-embeddings as float16, NNNNN.clip.parquet (uid, clip_score) and a marker naming the model, so
-semantic dedup and later stages reuse them and a change of model redoes them.
+embeddings as float16 and NNNNN.clip.parquet (uid, clip_score), so semantic dedup and later
+stages reuse them. The task's inputs name the model, so a change of model redoes them; with
+CLIP turned off the task removes them, so no stale score reaches the filters.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from curate.config import ClipConfig
+from curate.config import ClipConfig, PipelineConfig
+from curate.engine.stage import Plan, Stage, Task, digest
 from curate.features.clip import encode_images, encode_texts, scores
 from curate.features.clip_model import load_clip
-from curate.io.atomic import atomic_open, write_bytes, write_json
+from curate.io.atomic import atomic_open
+from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
+from curate.tables import CLIP_SCHEMA, write_table
 
-__all__ = ["CLIP_SCHEMA", "clip_partition", "model_key"]
+__all__ = ["CLIP", "clip_partition", "model_key"]
 
-CLIP_SCHEMA: dict[str, pl.DataType] = {"uid": pl.String(), "clip_score": pl.Float32()}
 _IMAGE_EXTS = ("jpg", "png", "webp")
 
 
@@ -39,36 +41,60 @@ def _save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
         np.save(f, array)
 
 
-def clip_partition(run_dir: str, name: str, cfg: ClipConfig, features: str) -> dict[str, Any]:
-    """Embed and score one partition; `features` is its features marker digest (for resume)."""
+def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
+    """Embed and score one partition's samples, in features order."""
     import torch
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    root = Path(run_dir)
-    feats = root / "features"
-    uids = pl.read_parquet(feats / f"{name}.parquet", columns=["uid"])["uid"].to_list()
-    raw = pl.read_parquet(root / "raw" / f"{name}.parquet", columns=["uid", "caption"])
+    run = RunDir(run_dir)
+    uids = pl.read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
+    raw = pl.read_parquet(run.raw_table(part), columns=["uid", "caption"])
     captions = dict(zip(raw["uid"], raw["caption"], strict=True))
     wanted = set(uids)
     images: dict[str, bytes] = {}
-    for key, members in iter_tar_samples(root / "raw" / f"{name}.tar"):
+    for key, members in iter_tar_samples(run.raw_tar(part)):
         if key in wanted:
             images[key] = next(members[e] for e in _IMAGE_EXTS if e in members)
     cm = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
     img = encode_images(cm, (images[u] for u in uids), cfg.batch_size)
     txt = encode_texts(cm, [captions[u] for u in uids])
-    _save_npy(feats / f"{name}.emb.npy", img.astype(np.float16))
-    _save_npy(feats / f"{name}.txt.npy", txt.astype(np.float16))
+    _save_npy(run.image_embeddings(part), img.astype(np.float16))
+    _save_npy(run.text_embeddings(part), txt.astype(np.float16))
     table = pl.DataFrame({"uid": uids, "clip_score": scores(img, txt)}, schema=CLIP_SCHEMA)
-    buf = io.BytesIO()
-    table.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(feats / f"{name}.clip.parquet", buf.getvalue())
-    summary = {
-        "partition": name,
-        "samples": len(uids),
-        "model": model_key(cfg),
-        "features": features,
-    }
-    write_json(feats / f"{name}.clip.done.json", summary)
-    return summary
+    write_table(run.clip_scores(part), table)
+    return {"partition": part, "samples": len(uids), "model": model_key(cfg)}
+
+
+def clear_clip(run_dir: str, part: str) -> dict[str, Any]:
+    """CLIP is off: remove what an earlier run with it on left for this partition."""
+    run = RunDir(run_dir)
+    for path in (run.clip_scores(part), run.image_embeddings(part), run.text_embeddings(part)):
+        path.unlink(missing_ok=True)
+    return {"partition": part, "samples": 0, "model": None}
+
+
+def _plan(p: Plan) -> list[Task]:
+    run, cfg = p.run, p.cfg.clip
+    root = str(run.root)
+    if not cfg.enabled:
+        return [Task(part, clear_clip, (root, part), digest("off")) for part in run.partitions()]
+    key = model_key(cfg)
+    return [
+        Task(
+            part,
+            clip_partition,
+            (root, part, cfg),
+            digest(run.features(part), run.raw_table(part), key),
+            (run.clip_scores(part), run.image_embeddings(part), run.text_embeddings(part)),
+        )
+        for part in run.partitions()
+    ]
+
+
+def _resources(cfg: PipelineConfig) -> dict[str, float] | None:
+    """On a mixed cluster a GPU stage goes to workers started with `--resources GPU=1`."""
+    return {"GPU": 1.0} if cfg.clip.enabled and cfg.clip.device.startswith("cuda") else None
+
+
+CLIP = Stage("clip", _plan, resources=_resources)

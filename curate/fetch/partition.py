@@ -1,15 +1,14 @@
-"""The fetch stage over one partition: ingest rows in, a raw tar + parquet + marker out.
+"""The fetch stage over one partition: ingest rows in, a raw tar + parquet out.
 
 A pure function of (config, ingest partition): rerunning it anywhere gives the same bytes.
 One bad sample is a row with a reason, never an exception that fails the partition. Each
 fetch thread also computes its sample's features from the stored bytes (the features
-stage's own function) while they are in memory, so that stage need not read the tar again.
+stage's own function) while they are in memory, and the task reports the features stage's
+task for this partition as complete, so that stage need not read the tar again.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -22,37 +21,14 @@ import polars as pl
 
 from curate.config import PipelineConfig
 from curate.errors import SampleFailure
-from curate.features.stage import feature_row, write_features
+from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
-from curate.io.atomic import write_bytes, write_json
 from curate.media.image import process_image
+from curate.rundir import RunDir
 from curate.shards.tar import TarShardWriter, iter_tar_samples
+from curate.tables import RAW_SCHEMA, sample_json, write_table
 
-__all__ = [
-    "RAW_SCHEMA",
-    "fetch_partition",
-    "partition_name",
-    "read_local",
-    "retryable_partitions",
-    "row_budget",
-]
-
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "uid": pl.String(),
-    "source": pl.String(),
-    "url": pl.String(),
-    "path": pl.String(),
-    "caption": pl.String(),
-    "status": pl.String(),
-    "reason": pl.String(),
-    "detail": pl.String(),
-    "stage": pl.String(),
-    "width": pl.Int32(),
-    "height": pl.Int32(),
-    "original_width": pl.Int32(),
-    "original_height": pl.Int32(),
-    "bytes": pl.Int64(),
-}
+__all__ = ["fetch_partition", "read_local", "retryable_partitions", "row_budget"]
 
 
 # Decoding and resizing one image is well under a second; this is slack for a loaded machine.
@@ -121,10 +97,6 @@ def _bounded(
                 break
 
 
-def partition_name(index: int) -> str:
-    return f"{index:05d}"
-
-
 def read_local(path: str, max_bytes: int) -> bytes:
     """Read a local image file under the same byte cap as HTTP bodies."""
     p = Path(path)
@@ -172,55 +144,37 @@ def _process(
     return record, members
 
 
-def sample_json(row: dict[str, Any], record: dict[str, Any]) -> bytes:
-    """The sample's json member: carried extra columns, then curate's own fields."""
-    meta: dict[str, Any] = json.loads(row["extra"] or "{}")
-    meta.update(
-        uid=record["uid"],
-        source=record["source"],
-        url=record["url"],
-        caption=record["caption"],
-        width=record["width"],
-        height=record["height"],
-        original_width=record["original_width"],
-        original_height=record["original_height"],
-    )
-    return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
-
-
 def _previous(
-    raw: Path, name: str, retry: frozenset[str]
+    run: RunDir, part: str, retry: frozenset[str]
 ) -> dict[str, tuple[dict[str, Any], Members | None]]:
     """Results of an earlier attempt to keep: every row whose reason is not retried.
 
     The parquet is the truth; the tar only supplies members of rows it marks ok.
     """
-    table = pl.read_parquet(raw / f"{name}.parquet")
+    table = pl.read_parquet(run.raw_table(part))
     keep = table.filter(pl.col("reason").is_null() | ~pl.col("reason").is_in(list(retry)))
     records = {r["uid"]: r for r in keep.to_dicts()}
     ok = {uid for uid, r in records.items() if r["status"] == "ok"}
-    members = {k: m for k, m in iter_tar_samples(raw / f"{name}.tar") if k in ok}
+    members = {k: m for k, m in iter_tar_samples(run.raw_tar(part)) if k in ok}
     return {uid: (r, members[uid] if uid in ok else None) for uid, r in records.items()}
 
 
 def fetch_partition(
     cfg: PipelineConfig,
     run_dir: str,
-    index: int,
+    part: str,
     share: float = 1.0,
     retry: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """Fetch, decode and resize one ingest partition into raw/NNNNN.{tar,parquet,done.json}.
+    """Fetch, decode and resize one ingest partition into raw/NNNNN.{tar,parquet}.
 
     `share` is this worker's part of the per-domain limits (1 / number of workers). With
     `retry`, an already fetched partition is redone for rows failed with those reasons only;
     everything else is carried over, so the result merges into the same output.
     """
-    root = Path(run_dir)
-    raw = root / "raw"
-    name = partition_name(index)
-    rows = pl.read_parquet(root / "ingest" / f"{name}.parquet").to_dicts()
-    previous = _previous(raw, name, retry) if retry is not None else {}
+    run = RunDir(run_dir)
+    rows = pl.read_parquet(run.ingest(part)).to_dicts()
+    previous = _previous(run, part, retry) if retry is not None else {}
     fetcher = get_fetcher(cfg.fetch, share)  # once per partition, shared by its threads
 
     started: dict[int, float] = {}
@@ -240,7 +194,7 @@ def fetch_partition(
     try:
         # Results come in input order while later rows are still fetching, so images stream
         # into the tar instead of the whole partition being held in memory.
-        with TarShardWriter(raw / f"{name}.tar") as tar:
+        with TarShardWriter(run.raw_tar(part)) as tar:
             for record, members, feats in _bounded(futures, rows, started, budget):
                 records.append(record)
                 if members is not None and feats is not None:
@@ -250,28 +204,27 @@ def fetch_partition(
         # A stuck thread is left behind rather than waited for; the rest are finished.
         pool.shutdown(wait=all(f.done() for f in futures), cancel_futures=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
-    buf = io.BytesIO()
-    table.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(raw / f"{name}.parquet", buf.getvalue())
+    write_table(run.raw_table(part), table)
     counts = table.group_by("reason").len().sort("reason", nulls_last=True)
-    summary = {
-        "partition": index,
+    feats = write_features(run, part, features)
+    return {
+        "partition": part,
         "inputs": table.height,
         "ok": int((table["status"] == "ok").sum()),
         "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
         "retried": len(rows) - len(previous) if retry is not None else 0,
+        "completes": {"features": {"inputs": features_inputs(run, part), "summary": feats}},
     }
-    write_json(raw / f"{name}.done.json", summary)
-    write_features(root, name, features)
-    return summary
 
 
-def retryable_partitions(run_dir: Path, reasons: frozenset[str]) -> list[int]:
-    """Finished partitions holding rows that failed for one of `reasons`."""
+def retryable_partitions(run: RunDir, reasons: frozenset[str]) -> list[str]:
+    """Fetched partitions holding rows that failed for one of `reasons`."""
     found = []
-    for marker in sorted((run_dir / "raw").glob("*.done.json")):
-        stem = marker.name.split(".", 1)[0]
-        table = pl.read_parquet(run_dir / "raw" / f"{stem}.parquet", columns=["reason"])
-        if table["reason"].is_in(list(reasons)).any():
-            found.append(int(stem))
+    for part in run.partitions():
+        path = run.raw_table(part)
+        if (
+            path.exists()
+            and pl.read_parquet(path, columns=["reason"])["reason"].is_in(list(reasons)).any()
+        ):
+            found.append(part)
     return found

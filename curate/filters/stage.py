@@ -1,23 +1,21 @@
 """The filter stage: the configured keep rules over the deduplicated feature table.
 
 Runs after dedup, on its survivors (a top fraction means a fraction of the deduplicated
-corpus), and writes `features/filter.parquet` — dropped uid, first reason, all reasons — with
-a marker holding a digest of its inputs, so a rerun skips it unless something changed.
+corpus), and writes `decisions/filter.parquet`: dropped uid, first reason, all reasons. One
+whole-corpus task; it reruns when features, CLIP scores, dedup's decisions or `filters`
+change, e.g. a new `clip_min_score` after `curate calibrate`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from curate.config import FilterConfig, PipelineConfig
-from curate.features.stage import feature_table, partition_files
+from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
 from curate.filters.reasons import REASONS, apply_rules, dropped, first_reason
 from curate.filters.rules import (
     caption_language,
@@ -27,15 +25,11 @@ from curate.filters.rules import (
     max_aspect_ratio,
     min_side,
 )
-from curate.io.atomic import current_summary, write_bytes, write_json
+from curate.rundir import RunDir
+from curate.tables import FILTER_SCHEMA, feature_table, read_dedup, write_table
 
-__all__ = ["FILTER_SCHEMA", "read_filtered", "rules_from_config", "run_filters"]
+__all__ = ["FILTER", "rules_from_config", "run_filters"]
 
-FILTER_SCHEMA: dict[str, pl.DataType] = {
-    "uid": pl.String(),
-    "filter_reason": pl.String(),
-    "filter_reasons": pl.String(),
-}
 Rule = Callable[[pl.DataFrame], pl.DataFrame]
 
 
@@ -73,28 +67,14 @@ def rules_from_config(cfg: FilterConfig) -> list[Rule]:
     return rules
 
 
-def _digest(run_dir: Path, cfg: PipelineConfig) -> str:
-    h = hashlib.sha256(cfg.filters.model_dump_json().encode())
-    feats = run_dir / "features"
-    for marker in [feats / "dedup.done.json", *partition_files(feats, ".clip.done.json")]:
-        if marker.exists():
-            h.update(marker.read_bytes())
-    return h.hexdigest()
-
-
-def run_filters(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
-    """Write features/filter.parquet (dropped uids and reasons) unless already current."""
-    out = run_dir / "features" / "filter.parquet"
-    marker = run_dir / "features" / "filter.done.json"
-    digest = _digest(run_dir, cfg)
-    summary = current_summary(marker, digest, out)
-    if summary is not None:
-        return summary
+def run_filters(run_dir: str, cfg: PipelineConfig) -> dict[str, Any]:
+    """The task: apply the rules to dedup's survivors and write decisions/filter.parquet."""
+    run = RunDir(run_dir)
     rules = rules_from_config(cfg.filters)
     result = pl.DataFrame(schema=FILTER_SCHEMA)
-    table = feature_table(run_dir)
+    table = feature_table(run)
     if rules and table.height:
-        dups = pl.read_parquet(run_dir / "features" / "dedup.parquet", columns=["uid"])
+        dups = read_dedup(run)
         survivors = table.filter(~pl.col("uid").is_in(dups["uid"].implode()))
         judged = dropped(apply_rules(survivors, rules))
         result = judged.select(
@@ -102,15 +82,21 @@ def run_filters(run_dir: Path, cfg: PipelineConfig) -> dict[str, Any]:
             first_reason().alias("filter_reason"),
             pl.col(REASONS).list.join(",").alias("filter_reasons"),
         )
-    buf = io.BytesIO()
-    result.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(out, buf.getvalue())
+    write_table(run.decision("filter"), result)
     counts = result.group_by("filter_reason").len().sort("filter_reason")
-    summary = {"inputs": digest, "dropped": {r: int(n) for r, n in counts.iter_rows()}}
-    write_json(marker, summary)
-    return summary
+    return {"dropped": {r: int(n) for r, n in counts.iter_rows()}}
 
 
-def read_filtered(run_dir: Path) -> pl.DataFrame:
-    path = run_dir / "features" / "filter.parquet"
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=FILTER_SCHEMA)
+def _plan(p: Plan) -> list[Task]:
+    run = p.run
+    inputs = digest(
+        stage_digest(run, "features"),
+        stage_digest(run, "clip"),
+        stage_digest(run, "dedup"),
+        p.cfg.filters,
+    )
+    outputs = (run.decision("filter"),)
+    return [Task("all", run_filters, (str(run.root), p.cfg), inputs, outputs)]
+
+
+FILTER = Stage("filter", _plan)

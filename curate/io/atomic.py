@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_open", "current_summary", "read_json", "write_bytes", "write_json"]
+__all__ = ["atomic_open", "read_json", "write_bytes", "write_json"]
 
 
 @contextlib.contextmanager
@@ -44,12 +44,3 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def current_summary(marker: Path, inputs: str, *outputs: Path) -> dict[str, Any] | None:
-    """A whole-corpus stage's marker summary if it was written for these `inputs` (a digest)
-    and its outputs exist; None means the stage must run again."""
-    if not marker.exists() or not all(p.exists() for p in outputs):
-        return None
-    summary: dict[str, Any] = read_json(marker)
-    return summary if summary.get("inputs") == inputs else None

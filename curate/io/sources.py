@@ -18,18 +18,9 @@ import polars as pl
 
 from curate.config import FolderSource, HFSource, TableSource
 from curate.errors import IngestError
+from curate.tables import INGEST_SCHEMA
 
-__all__ = ["IMAGE_SUFFIXES", "INGEST_SCHEMA", "ingest", "make_uid", "read_source"]
-
-INGEST_SCHEMA: dict[str, pl.DataType] = {
-    "uid": pl.String(),
-    "source": pl.String(),
-    "url": pl.String(),
-    "path": pl.String(),
-    "image": pl.Binary(),
-    "caption": pl.String(),
-    "extra": pl.String(),
-}
+__all__ = ["IMAGE_SUFFIXES", "ingest", "make_uid", "read_source"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import polars as pl
 
-from curate.io.atomic import write_json
+from curate.rundir import RunDir
 from curate.shards.tar import TarShardWriter, iter_tar_samples
+from curate.tables import raw_table, read_dedup, read_filtered
 
-__all__ = ["ShardPlan", "plan_shards", "write_final_shard"]
+__all__ = ["ShardPlan", "kept_samples", "plan_shards", "sha256_file", "write_final_shard"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,14 @@ class ShardPlan:
         """Identifies the plan, so a marker written for another plan is not trusted."""
         text = "\n".join(f"{p}/{u}" for p, u in self.members)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def kept_samples(run: RunDir) -> pl.DataFrame:
+    """`partition`, `uid` of every fetched sample no decision dropped, in input order."""
+    table = raw_table(run)
+    gone = pl.concat([read_dedup(run)["uid"], read_filtered(run)["uid"]]).implode()
+    kept = table.filter((pl.col("status") == "ok") & ~pl.col("uid").is_in(gone))
+    return kept.select("partition", "uid")
 
 
 def plan_shards(kept: pl.DataFrame, samples_per_shard: int) -> list[ShardPlan]:
@@ -55,29 +64,27 @@ def sha256_file(path: Path) -> str:
 
 
 def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
-    """Copy the planned samples out of their raw tars into shards/NNNNN.tar, marker last."""
-    root = Path(run_dir)
+    """Copy the planned samples out of their raw tars into shards/NNNNN.tar."""
+    run = RunDir(run_dir)
     wanted: dict[str, set[str]] = {}
     for part, uid in plan.members:
         wanted.setdefault(part, set()).add(uid)
     found: dict[str, dict[str, bytes]] = {}
     for part, uids in wanted.items():
-        for key, members in iter_tar_samples(root / "raw" / f"{part}.tar"):
+        for key, members in iter_tar_samples(run.raw_tar(part)):
             if key in uids:
                 found[key] = members
     missing = [uid for _, uid in plan.members if uid not in found]
     if missing:
         raise RuntimeError(f"shard {plan.name}: {len(missing)} planned samples missing from raw")
-    path = root / "shards" / f"{plan.name}.tar"
+    path = run.shard(plan.name)
     with TarShardWriter(path) as tar:
         for _, uid in plan.members:
             tar.write(uid, found[uid])
-    summary = {
+    return {
         "shard": f"{plan.name}.tar",
         "samples": len(plan.members),
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
         "plan": plan.digest,
     }
-    write_json(root / "state" / "shards" / f"{plan.name}.done.json", summary)
-    return summary

@@ -6,36 +6,42 @@ sizes.json is what open_clip's loader reads beside the tars; the card's `configs
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from curate.io.atomic import write_bytes, write_json
+from curate.rundir import RunDir
+from curate.tables import MANIFEST_VERSION, Manifest
 
 __all__ = ["write_card", "write_manifest"]
 
-MANIFEST_VERSION = 1
-
 
 def write_manifest(
-    shards_dir: Path, summaries: list[dict[str, Any]], members: list[str], config_hash: str
+    run_dir: str, summaries: list[dict[str, Any]], members: list[str], config_hash: str
 ) -> dict[str, Any]:
-    """Write sizes.json then manifest.json (last: its presence means the corpus is complete)."""
+    """Remove tars no shard task wrote (an earlier, larger plan's), write sizes.json, then
+    manifest.json (last: its presence means the corpus is complete)."""
+    run = RunDir(run_dir)
+    planned = {s["shard"] for s in summaries}
+    for stale in run.shard_files():
+        if stale.name not in planned:
+            stale.unlink()
+    run.manifest.unlink(missing_ok=True)
     sizes = {s["shard"]: s["samples"] for s in summaries}
-    write_json(shards_dir / "sizes.json", sizes)
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "config_hash": config_hash,
-        "members": members,
-        "total_samples": sum(sizes.values()),
-        "shards": [{k: s[k] for k in ("shard", "samples", "bytes", "sha256")} for s in summaries],
-    }
-    write_json(shards_dir / "manifest.json", manifest)
-    return manifest
+    write_json(run.sizes, sizes)
+    manifest = Manifest.model_validate(
+        {
+            "version": MANIFEST_VERSION,
+            "config_hash": config_hash,
+            "members": members,
+            "total_samples": sum(sizes.values()),
+            "shards": summaries,
+        }
+    ).model_dump(mode="json")
+    write_json(run.manifest, manifest)
+    return {"shards": len(summaries), "total_samples": manifest["total_samples"]}
 
 
-def write_card(
-    shards_dir: Path, name: str, manifest: dict[str, Any], funnel: dict[str, Any]
-) -> None:
+def write_card(run: RunDir, name: str, manifest: dict[str, Any], funnel: dict[str, Any]) -> None:
     """A Hugging Face dataset card whose YAML points data_files at the tars."""
     failed = funnel.get("failed") or {}
     lines = [
@@ -65,4 +71,4 @@ def write_card(
         lines += ["Failed inputs by reason:", ""]
         lines += [f"- `{reason}`: {n}" for reason, n in failed.items()]
         lines.append("")
-    write_bytes(shards_dir / "README.md", "\n".join(lines).encode())
+    write_bytes(run.card, "\n".join(lines).encode())

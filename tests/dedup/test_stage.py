@@ -18,8 +18,8 @@ from curate.config import SemanticDedup, load_config
 from curate.dedup.captions import normalise_caption
 from curate.dedup.stage import run_dedup
 from curate.errors import CurateError
-from curate.features.stage import partition_files
 from curate.pipeline import RunResult
+from curate.rundir import RunDir
 from curate.testing import SyntheticWeb, WebServer
 
 
@@ -79,7 +79,7 @@ def test_eval_sets_and_caption_dedup_in_a_run(
     assert sum(res.funnel["duplicates"].values()) == res.funnel["dropped"]["duplicate"]
 
     # A rerun with unchanged inputs reuses the decision; a changed eval set redoes it.
-    marker = res.output / "features" / "dedup.done.json"
+    marker = RunDir(res.output).marker("dedup", "all")
     before = marker.stat().st_mtime_ns
     curate.run(tmp_path / "p.yaml", res.output, progress=False)
     assert marker.stat().st_mtime_ns == before
@@ -87,7 +87,7 @@ def test_eval_sets_and_caption_dedup_in_a_run(
     again = curate.run(tmp_path / "p.yaml", res.output, progress=False)
     assert "eval_image" not in again.funnel["duplicates"]
     assert marker.stat().st_mtime_ns != before
-    assert json.loads(marker.read_text())["dropped"] == again.funnel["duplicates"]
+    assert json.loads(marker.read_text())["summary"]["dropped"] == again.funnel["duplicates"]
 
 
 def test_semantic_dedup_uses_stored_embeddings(
@@ -99,24 +99,25 @@ def test_semantic_dedup_uses_stored_embeddings(
     cfg = cfg.model_copy(
         update={"dedup": cfg.dedup.model_copy(update={"semantic": SemanticDedup(enabled=True)})}
     )
-    feats = partition_files(out / "features", ".parquet")
+    run = RunDir(out)
+    feats = [run.features(p) for p in run.partitions()]
     with pytest.raises(CurateError, match=r"emb\.npy: missing"):
-        run_dedup(out, cfg)
+        run_dedup(str(out), cfg)
     rng = np.random.default_rng(0)
     uids: list[str] = []
     for f in feats:  # random directions, except that two distinct photos share one
         uids += pl.read_parquet(f)["uid"].to_list()
     emb = rng.standard_normal((len(uids), 32)).astype(np.float32)
-    kept = set(pl.read_parquet(out / "features" / "dedup.parquet")["uid"])
+    kept = set(pl.read_parquet(run.decision("dedup"))["uid"])
     a, b = [u for u in uids if u not in kept][:2]
     emb[uids.index(b)] = emb[uids.index(a)] * 2.0  # same direction, other length
     start = 0
     for f in feats:
         n = pl.read_parquet(f).height
-        np.save(f.with_name(f.stem + ".emb.npy"), emb[start : start + n])
+        np.save(run.image_embeddings(f.stem), emb[start : start + n])
         start += n
-    summary = run_dedup(out, cfg)
+    summary = run_dedup(str(out), cfg)
     assert summary["dropped"]["semantic"] == 1
-    dups = pl.read_parquet(out / "features" / "dedup.parquet")
+    dups = pl.read_parquet(run.decision("dedup"))
     row = dups.filter(pl.col("dedup_method") == "semantic").row(0, named=True)
     assert {row["uid"], row["dup_of"]} == {a, b}

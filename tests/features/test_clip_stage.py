@@ -20,7 +20,9 @@ import curate
 from curate.features.clip import encode_texts
 from curate.features.clip_model import TINY_MODEL, load_clip
 from curate.pipeline import RunResult
+from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
+from curate.tables import clip_scores, read_dedup
 from curate.testing import SyntheticWeb, WebServer
 
 CLIP = {"enabled": True, "model": TINY_MODEL, "pretrained": None, "batch_size": 16}
@@ -52,17 +54,17 @@ def _direct(images: list[bytes], captions: list[str]) -> np.ndarray:
 
 
 def test_scores_match_plain_open_clip_and_are_stored(scored: RunResult) -> None:
-    feats = scored.output / "features"
-    uids = pl.read_parquet(feats / "00000.parquet")["uid"].to_list()
-    table = pl.read_parquet(feats / "00000.clip.parquet")
+    run = RunDir(scored.output)
+    uids = pl.read_parquet(run.features("00000"))["uid"].to_list()
+    table = pl.read_parquet(run.clip_scores("00000"))
     assert table["uid"].to_list() == uids
-    emb = np.load(feats / "00000.emb.npy")
-    txt = np.load(feats / "00000.txt.npy")
+    emb = np.load(run.image_embeddings("00000"))
+    txt = np.load(run.text_embeddings("00000"))
     assert emb.dtype == txt.dtype == np.float16 and emb.shape[0] == txt.shape[0] == len(uids)
     assert np.allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
-    raw = pl.read_parquet(scored.output / "raw" / "00000.parquet")
+    raw = pl.read_parquet(run.raw_table("00000"))
     captions = dict(zip(raw["uid"], raw["caption"], strict=True))
-    images = {k: m["jpg"] for k, m in iter_tar_samples(scored.output / "raw" / "00000.tar")}
+    images = {k: m["jpg"] for k, m in iter_tar_samples(run.raw_tar("00000"))}
     direct = _direct([images[u] for u in uids], [captions[u] or "" for u in uids])
     assert np.abs(table["clip_score"].to_numpy() - direct).max() <= 1e-4
     led = curate.open_ledger(scored.output).collect()
@@ -96,10 +98,9 @@ def test_calibrate_prints_thresholds_that_keep_the_fractions(scored: RunResult) 
     assert TINY_MODEL in proc.stdout
     rows = re.findall(r"^\s*(\d+)%\s+(-?[\d.]+)\s*$", proc.stdout, flags=re.M)
     thresholds = {int(k.rstrip("%")): float(v) for k, v in rows}
-    scores = pl.concat(
-        [pl.read_parquet(f) for f in (scored.output / "features").glob("*.clip.parquet")]
-    )
-    gone = pl.read_parquet(scored.output / "features" / "dedup.parquet")["uid"].implode()
+    run = RunDir(scored.output)
+    scores = clip_scores(run)
+    gone = read_dedup(run)["uid"].implode()
     s = scores.filter(~pl.col("uid").is_in(gone))["clip_score"].to_numpy()
     assert (s >= thresholds[50] - 1e-4).sum() == len(s) // 2
     assert (s >= thresholds[20] - 1e-4).sum() == int(len(s) * 0.2)

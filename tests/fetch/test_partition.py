@@ -14,9 +14,10 @@ from PIL import Image
 
 import curate.fetch.partition as part
 from curate.config import PipelineConfig
-from curate.io.sources import INGEST_SCHEMA
 from curate.media.image import process_image
+from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
+from curate.tables import INGEST_SCHEMA
 
 
 def _jpeg(seed: int) -> bytes:
@@ -71,7 +72,7 @@ def test_a_wedged_decode_is_given_up_and_the_rest_is_kept(
     assert budget < 3
     t0 = time.monotonic()
     try:
-        summary = part.fetch_partition(cfg, str(tmp_path), 0)
+        summary = part.fetch_partition(cfg, str(tmp_path), "00000")
     finally:
         release.set()
     assert time.monotonic() - t0 < budget + 5
@@ -104,7 +105,7 @@ def test_row_budget_covers_queueing_and_rate_limits() -> None:
 def test_features_written_by_fetch_equal_the_features_stage(tmp_path: Path) -> None:
     """The fetch stage's in-memory features are byte for byte what the features stage
     computes from the raw tar, so a resumed run can use either."""
-    from curate.features.stage import features_partition, raw_digest
+    from curate.features.rows import features_inputs, features_partition
 
     photos = [_jpeg(i) for i in range(4)]
     images = [*photos[:2], b"not an image", *photos[2:]]
@@ -112,16 +113,16 @@ def test_features_written_by_fetch_equal_the_features_stage(tmp_path: Path) -> N
     cfg = PipelineConfig.model_validate(
         {"sources": [{"path": "unused.csv"}], "fetch": {"threads": 3}, "image": {"size": 32}}
     )
-    summary = part.fetch_partition(cfg, str(tmp_path), 0)
+    summary = part.fetch_partition(cfg, str(tmp_path), "00000")
     assert summary["ok"] == 4 and summary["failed"] == {"not_image": 1}
-    feats = tmp_path / "features"
-    fused = (feats / "00000.parquet").read_bytes(), (feats / "00000.done.json").read_bytes()
-    table = pl.read_parquet(feats / "00000.parquet")
+    run = RunDir(tmp_path)
+    completes = summary["completes"]["features"]
+    assert completes["inputs"] == features_inputs(run, "00000")
+    fused = run.features("00000").read_bytes()
+    table = pl.read_parquet(run.features("00000"))
     assert table["uid"].to_list() == ["u0", "u1", "u3", "u4"]
     assert table["phash"].n_unique() >= 2 and table["thumb"].null_count() == 0
-    for f in feats.iterdir():
-        f.unlink()
+    run.features("00000").unlink()
     again = features_partition(str(tmp_path), "00000")
-    assert again["raw"] == raw_digest(tmp_path, "00000") and again["samples"] == 4
-    assert (feats / "00000.parquet").read_bytes() == fused[0]
-    assert (feats / "00000.done.json").read_bytes() == fused[1]
+    assert again == completes["summary"] and again["samples"] == 4
+    assert run.features("00000").read_bytes() == fused

@@ -11,7 +11,8 @@ from PIL import Image
 
 from curate.config import FolderSource, HFSource, TableSource
 from curate.errors import IngestError
-from curate.io.sources import INGEST_SCHEMA, ingest, read_source
+from curate.io.sources import ingest, read_source
+from curate.tables import INGEST_SCHEMA
 
 ROWS = {
     "url": ["http://a.test/1.jpg", "https://b.test/2.png", "http://c.test/3.jpg"],

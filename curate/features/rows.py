@@ -1,0 +1,87 @@
+"""Per-sample features of one raw partition: hashes, thumbnail, caption keys.
+
+A pure function of the raw partition, so it reruns anywhere with the same bytes. The image
+is the stored (already resized) one, decoded at reduced size: never a second full decode of
+the original. The fetch computes the same rows while a partition's bytes are still in memory
+and writes them with `write_features`, reporting the features stage's task as complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import polars as pl
+
+from curate.engine.stage import digest
+from curate.features.hashes import sha256_hex, signature
+from curate.features.text import caption_hash
+from curate.rundir import RunDir
+from curate.shards.tar import iter_tar_samples
+from curate.tables import FEATURES_SCHEMA, write_table
+
+__all__ = [
+    "FEATURES_VERSION",
+    "feature_row",
+    "features_inputs",
+    "features_partition",
+    "write_features",
+]
+
+# Bump when feature_row computes something else: every partition's features are redone.
+FEATURES_VERSION = "1"
+_IMAGE_EXTS = ("jpg", "png", "webp")
+
+
+def features_inputs(run: RunDir, part: str) -> str:
+    """What a partition's features are a function of: its raw records (which change with
+    every change of the raw tar) and the feature code's version."""
+    return digest(run.raw_table(part), FEATURES_VERSION)
+
+
+def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
+    key = f"{url or path or ''}\x00{caption or ''}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
+    """One ok sample's features from its raw-table record and its stored members."""
+    ext = next((e for e in _IMAGE_EXTS if e in members), None)
+    if ext is None:
+        raise ValueError(f"raw sample {record['uid']} has no image member ({sorted(members)})")
+    data = members[ext]
+    ph, thumb = signature(data)
+    return {
+        "uid": record["uid"],
+        "sha256": sha256_hex(data),
+        "phash": ph,
+        "thumb": thumb.tobytes(),
+        "caption_hash": caption_hash(record["caption"]),
+        "url_caption_hash": _url_caption(record["url"], record["path"], record["caption"]),
+        "width": record["width"],
+        "height": record["height"],
+        "original_width": record["original_width"],
+        "original_height": record["original_height"],
+    }
+
+
+def write_features(run: RunDir, part: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """features/NNNNN.parquet from rows in raw order; returns the task summary."""
+    table = pl.DataFrame(rows, schema=FEATURES_SCHEMA)
+    write_table(run.features(part), table)
+    return {"partition": part, "samples": table.height}
+
+
+def features_partition(run_dir: str, part: str) -> dict[str, Any]:
+    """The features stage's task: features of the ok samples of raw/NNNNN.tar."""
+    run = RunDir(run_dir)
+    raw = pl.read_parquet(run.raw_table(part)).filter(pl.col("status") == "ok")
+    records = {r["uid"]: r for r in raw.to_dicts()}
+    rows = [
+        feature_row(records[key], members)
+        for key, members in iter_tar_samples(run.raw_tar(part))
+        if key in records
+    ]
+    if len(rows) != len(records):
+        raise RuntimeError(f"{run.raw_tar(part)} holds {len(rows)} of {len(records)} ok samples")
+    return write_features(run, part, rows)

@@ -1,0 +1,227 @@
+"""The run directory: every file of a run named in one place, and run.json's lifecycle.
+
+Layout (LAYOUT = 2):
+
+    run.json                     config, its hashes, package versions, funnel when finished
+    ingest/NNNNN.parquet         input rows, one file per partition
+    raw/NNNNN.{tar,parquet}      fetched samples and one record per input row
+    features/NNNNN.parquet       per-sample features; NNNNN.clip.parquet, NNNNN.{emb,txt}.npy
+    decisions/{dedup,filter}.parquet   corpus-wide decisions (dropped uids and why)
+    state/<stage>/<key>.json     the engine's markers: what a finished task read, its summary
+    shards/NNNNN.tar, sizes.json, manifest.json, README.md
+    ledger/NNNNN.parquet         one row per input row (or derived sample), per partition
+    report.html
+
+Nothing else in curate builds a path inside a run directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from curate.errors import ConfigMismatchError, CurateError
+from curate.io.atomic import read_json, write_json
+
+__all__ = ["LAYOUT", "RunDir", "partition_name"]
+
+LAYOUT = 2
+_FOLDERS = ("ingest", "raw", "features", "decisions", "ledger", "shards", "state")
+_PACKAGES = (
+    "curate",
+    "dask",
+    "distributed",
+    "polars",
+    "pyarrow",
+    "pillow",
+    "urllib3",
+    "webdataset",
+)
+
+
+def partition_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass(frozen=True, init=False)
+class RunDir:
+    """Paths of one run directory. Pure naming: only the lifecycle methods write."""
+
+    root: Path
+
+    def __init__(self, root: str | Path) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    # -- top level ------------------------------------------------------------------------
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    # -- per partition --------------------------------------------------------------------
+    def ingest(self, part: str) -> Path:
+        return self.root / "ingest" / f"{part}.parquet"
+
+    def raw_tar(self, part: str) -> Path:
+        return self.root / "raw" / f"{part}.tar"
+
+    def raw_table(self, part: str) -> Path:
+        return self.root / "raw" / f"{part}.parquet"
+
+    def features(self, part: str) -> Path:
+        return self.root / "features" / f"{part}.parquet"
+
+    def clip_scores(self, part: str) -> Path:
+        return self.root / "features" / f"{part}.clip.parquet"
+
+    def image_embeddings(self, part: str) -> Path:
+        return self.root / "features" / f"{part}.emb.npy"
+
+    def text_embeddings(self, part: str) -> Path:
+        return self.root / "features" / f"{part}.txt.npy"
+
+    def ledger(self, part: str) -> Path:
+        return self.root / "ledger" / f"{part}.parquet"
+
+    def partitions(self) -> list[str]:
+        """Names of the ingest partitions, in order (the unit of every per-partition stage)."""
+        folder = self.root / "ingest"
+        return sorted(p.stem for p in folder.glob("*.parquet") if p.stem.isdigit())
+
+    # -- corpus-wide ----------------------------------------------------------------------
+    def decision(self, name: str) -> Path:
+        """A corpus-wide decision table, e.g. `dedup` or `filter`."""
+        return self.root / "decisions" / f"{name}.parquet"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / "ledger"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    def shard(self, name: str) -> Path:
+        return self.root / "shards" / f"{name}.tar"
+
+    def shard_files(self) -> list[Path]:
+        return sorted((self.root / "shards").glob("*.tar"))
+
+    @property
+    def sizes(self) -> Path:
+        return self.root / "shards" / "sizes.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "shards" / "manifest.json"
+
+    @property
+    def card(self) -> Path:
+        return self.root / "shards" / "README.md"
+
+    # -- the engine's markers -------------------------------------------------------------
+    def marker(self, stage: str, key: str) -> Path:
+        return self.root / "state" / stage / f"{key}.json"
+
+    def markers(self, stage: str) -> list[Path]:
+        return sorted((self.root / "state" / stage).glob("*.json"))
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def check_location(self) -> None:
+        """Refuse, before any work, an output that cannot hold a run: a file, a folder that
+        is not writable, or a non-empty folder that is not a curate run."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise CurateError(f"{root}: is a file, not a folder; choose a folder for the run")
+        probe = root if root.exists() else next(p for p in root.parents if p.exists())
+        if not probe.is_dir():
+            raise CurateError(f"{probe}: is a file, so {root} cannot be created")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise CurateError(f"{probe}: not writable; choose another output")
+        if root.exists() and not self.run_json.exists() and any(root.iterdir()):
+            raise CurateError(
+                f"{root}: is not empty and is not a curate run directory; choose an empty output"
+            )
+
+    def start(
+        self, cfg_json: dict[str, Any], name: str, hashes: dict[str, str], overwrite: bool
+    ) -> dict[str, Any]:
+        """Create or resume the run; refuse one whose fetched bytes would differ.
+
+        `hashes["fetch"]` covers what changes fetched bytes (inputs, ingest, fetch, image): a
+        run with another is refused unless `overwrite`. Any other change is an incremental
+        rerun: the stages whose inputs changed redo their tasks.
+        """
+        (self.root / "run.json.tmp").unlink(missing_ok=True)  # a kill while writing it
+        if self.run_json.exists():
+            previous = read_json(self.run_json)
+            if previous.get("layout") != LAYOUT:
+                if not overwrite:
+                    raise ConfigMismatchError(
+                        f"{self.root}: was written by an older curate (layout "
+                        f"{previous.get('layout', 1)}, now {LAYOUT}); rerun with --overwrite"
+                    )
+                self.clear()
+            elif previous.get("fetch_hash") != hashes["fetch"]:
+                if not overwrite:
+                    raise ConfigMismatchError(
+                        f"{self.root}: holds a run with other inputs or fetch settings "
+                        f"(config hash {str(previous.get('fetch_hash'))[:12]} != "
+                        f"{hashes['fetch'][:12]}; sources, ingest, fetch and image decide "
+                        "what is fetched); rerun with --overwrite to discard it, or choose "
+                        "another output"
+                    )
+                self.clear()
+            elif overwrite:
+                self.clear()
+        else:
+            self.check_location()
+            if overwrite:
+                self.clear()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for tmp in self.root.rglob("*.tmp"):  # left by a killed run; no other run writes here
+            tmp.unlink(missing_ok=True)
+        info: dict[str, Any] = {
+            "layout": LAYOUT,
+            "name": name,
+            "config": cfg_json,
+            "config_hash": hashes["config"],
+            "fetch_hash": hashes["fetch"],
+            "versions": _versions(),
+            "started_at": _now(),
+            "finished_at": None,
+        }
+        write_json(self.run_json, info)
+        return info
+
+    def clear(self) -> None:
+        """Remove everything a run writes (and nothing else: the check refused strangers)."""
+        for name in _FOLDERS:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for f in (self.run_json, self.report):
+            f.unlink(missing_ok=True)
+
+    def finish(self, info: dict[str, Any], funnel: dict[str, Any]) -> None:
+        write_json(self.run_json, {**info, "finished_at": _now(), "funnel": funnel})

@@ -1,0 +1,41 @@
+"""The shards stages: `shards` writes each planned tar; `manifest` then writes sizes.json and
+manifest.json over all of them. The plan (which kept sample goes to which shard) is a pure
+function of the raw records and the decisions, so any worker can write any shard alone."""
+
+from __future__ import annotations
+
+from curate.engine.stage import Plan, Stage, Task, digest, read_marker, stage_digest
+from curate.shards.final import kept_samples, plan_shards, write_final_shard
+from curate.shards.manifest import write_manifest
+
+__all__ = ["MANIFEST", "SHARDS"]
+
+
+def _shards(p: Plan) -> list[Task]:
+    run = p.run
+    plans = plan_shards(kept_samples(run), p.cfg.shards.samples_per_shard)
+    root = str(run.root)
+    tasks = []
+    for plan in plans:
+        parts = sorted({part for part, _ in plan.members})
+        inputs = digest(plan.digest, *(run.raw_table(part) for part in parts))
+        outputs = (run.shard(plan.name),)
+        tasks.append(Task(plan.name, write_final_shard, (root, plan), inputs, outputs))
+    return tasks
+
+
+def _manifest(p: Plan) -> list[Task]:
+    run = p.run
+    summaries = []
+    for path in run.markers("shards"):
+        marker = read_marker(run, "shards", path.stem)
+        assert marker is not None
+        summaries.append({k: marker["summary"][k] for k in ("shard", "samples", "bytes", "sha256")})
+    members = sorted(p.members)
+    inputs = digest(stage_digest(run, "shards"), "\n".join(members), p.config_hash)
+    args = (str(run.root), summaries, members, p.config_hash)
+    return [Task("all", write_manifest, args, inputs, (run.sizes, run.manifest))]
+
+
+SHARDS = Stage("shards", _shards)
+MANIFEST = Stage("manifest", _manifest)

@@ -1,0 +1,221 @@
+"""Every table of a run: its schema, its reader, and the one way curate writes parquet.
+
+Stages, the ledger, notebooks and reports read run tables through here, never through stage
+code, so a stage package imports no other stage to learn a file's shape. The ledger schema is
+composed from the tables it joins. The `json` member of each sample and the shards' manifest
+are described once, as pydantic models, and both writers and `curate schema` use them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from curate.io.atomic import write_bytes
+from curate.rundir import RunDir
+
+__all__ = [
+    "CLIP_SCHEMA",
+    "DEDUP_SCHEMA",
+    "FEATURES_SCHEMA",
+    "FILTER_SCHEMA",
+    "INGEST_SCHEMA",
+    "LEDGER_SCHEMA",
+    "MANIFEST_VERSION",
+    "RAW_SCHEMA",
+    "Manifest",
+    "ManifestShard",
+    "SampleMeta",
+    "clip_scores",
+    "feature_table",
+    "open_ledger",
+    "raw_table",
+    "read_dedup",
+    "read_filtered",
+    "read_table",
+    "sample_json",
+    "write_table",
+]
+
+Schema = dict[str, pl.DataType]
+
+INGEST_SCHEMA: Schema = {
+    "uid": pl.String(),
+    "source": pl.String(),
+    "url": pl.String(),
+    "path": pl.String(),
+    "image": pl.Binary(),
+    "caption": pl.String(),
+    "extra": pl.String(),
+}
+
+# raw/NNNNN.parquet: one record per input row, whatever happened to it.
+RAW_SCHEMA: Schema = {
+    "uid": pl.String(),
+    "source": pl.String(),
+    "url": pl.String(),
+    "path": pl.String(),
+    "caption": pl.String(),
+    "status": pl.String(),
+    "reason": pl.String(),
+    "detail": pl.String(),
+    "stage": pl.String(),
+    "width": pl.Int32(),
+    "height": pl.Int32(),
+    "original_width": pl.Int32(),
+    "original_height": pl.Int32(),
+    "bytes": pl.Int64(),
+}
+
+# features/NNNNN.parquet: one row per fetched sample, raw order.
+FEATURES_SCHEMA: Schema = {
+    "uid": pl.String(),
+    "sha256": pl.String(),
+    "phash": pl.UInt64(),
+    "thumb": pl.Binary(),
+    "caption_hash": pl.String(),
+    "url_caption_hash": pl.String(),
+    "width": pl.Int32(),
+    "height": pl.Int32(),
+    "original_width": pl.Int32(),
+    "original_height": pl.Int32(),
+}
+
+# features/NNNNN.clip.parquet
+CLIP_SCHEMA: Schema = {"uid": pl.String(), "clip_score": pl.Float32()}
+
+# decisions/dedup.parquet: dropped duplicates, how they were found and what they duplicate.
+DEDUP_SCHEMA: Schema = {"uid": pl.String(), "dedup_method": pl.String(), "dup_of": pl.String()}
+
+# decisions/filter.parquet: dropped samples, the first failed rule and every failed rule.
+FILTER_SCHEMA: Schema = {
+    "uid": pl.String(),
+    "filter_reason": pl.String(),
+    "filter_reasons": pl.String(),
+}
+
+
+def _without_uid(schema: Schema) -> Schema:
+    return {k: v for k, v in schema.items() if k != "uid"}
+
+
+# ledger/NNNNN.parquet: the raw record, updated by the decisions, plus where it landed.
+LEDGER_SCHEMA: Schema = {
+    **RAW_SCHEMA,
+    **_without_uid(CLIP_SCHEMA),
+    **_without_uid(DEDUP_SCHEMA),
+    "partition": pl.String(),
+    "shard": pl.String(),
+    "key": pl.String(),
+}
+
+
+class SampleMeta(BaseModel):
+    """The `json` member of every sample; carried source columns sit beside these keys."""
+
+    model_config = ConfigDict(extra="allow")
+    uid: str = Field(pattern=r"^[0-9a-f]{20}$")
+    source: str
+    url: str | None
+    caption: str | None
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+
+
+class ManifestShard(BaseModel):
+    shard: str
+    samples: int
+    bytes: int
+    sha256: str
+
+
+MANIFEST_VERSION = 1
+
+
+# shards/manifest.json, written last: its presence means the corpus is complete.
+class Manifest(BaseModel):
+    version: int
+    config_hash: str
+    members: list[str]
+    total_samples: int
+    shards: list[ManifestShard]
+
+
+# -- writing ------------------------------------------------------------------------------
+def write_table(path: Path, table: pl.DataFrame) -> None:
+    """zstd, no statistics, atomic: equal tables give equal bytes, a kill leaves no half file."""
+    buf = io.BytesIO()
+    table.write_parquet(buf, compression="zstd", statistics=False)
+    write_bytes(path, buf.getvalue())
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_table(path: Path, schema: Schema) -> pl.DataFrame:
+    """The table at `path`, or an empty one of `schema` when the stage wrote none."""
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
+
+
+def raw_table(run: RunDir) -> pl.DataFrame:
+    """Every raw partition's records in input order, with the partition name."""
+    frames = [
+        pl.read_parquet(run.raw_table(p)).with_columns(partition=pl.lit(p))
+        for p in run.partitions()
+        if run.raw_table(p).exists()
+    ]
+    empty = pl.DataFrame(schema={**RAW_SCHEMA, "partition": pl.String()})
+    return pl.concat(frames) if frames else empty
+
+
+def feature_table(run: RunDir) -> pl.DataFrame:
+    """Features of every fetched sample, partition order, with its caption and, when the
+    CLIP stage ran, its `clip_score`."""
+    frames = []
+    for part in run.partitions():
+        if not run.features(part).exists():
+            continue
+        raw = pl.read_parquet(run.raw_table(part), columns=["uid", "caption"])
+        frame = pl.read_parquet(run.features(part))
+        frame = frame.join(raw, on="uid", how="left", maintain_order="left")
+        if run.clip_scores(part).exists():
+            scores = pl.read_parquet(run.clip_scores(part))
+            frame = frame.join(scores, on="uid", how="left", maintain_order="left")
+        frames.append(frame)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def clip_scores(run: RunDir) -> pl.DataFrame:
+    """uid and clip_score of every scored sample (empty when the CLIP stage did not run)."""
+    files = [run.clip_scores(p) for p in run.partitions()]
+    frames = [pl.read_parquet(f) for f in files if f.exists()]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=CLIP_SCHEMA)
+
+
+def read_dedup(run: RunDir) -> pl.DataFrame:
+    return read_table(run.decision("dedup"), DEDUP_SCHEMA)
+
+
+def read_filtered(run: RunDir) -> pl.DataFrame:
+    return read_table(run.decision("filter"), FILTER_SCHEMA)
+
+
+def open_ledger(path: str | Path) -> pl.LazyFrame:
+    """Lazily scan a run's ledger; `path` is the run directory or its ledger/ folder."""
+    p = Path(path)
+    folder = RunDir(p).ledger_dir if RunDir(p).ledger_dir.is_dir() else p
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"{folder}: no ledger parquet files (has the run finished?)")
+    return pl.scan_parquet(str(folder / "*.parquet"))
+
+
+def sample_json(row: dict[str, Any], record: dict[str, Any]) -> bytes:
+    """A sample's json member: carried extra columns, then SampleMeta's fields."""
+    meta: dict[str, Any] = json.loads(row["extra"] or "{}")
+    meta.update({k: record[k] for k in SampleMeta.model_fields})
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode()
