@@ -18,16 +18,19 @@ from curate.tables import (
     CLIP_SCHEMA,
     DEDUP_SCHEMA,
     FILTER_SCHEMA,
+    INGEST_SCHEMA,
     LEDGER_SCHEMA,
     clip_scores,
     open_ledger,
+    parent_expr,
     raw_table,
     read_dedup,
     read_filtered,
+    read_table,
     write_table,
 )
 
-__all__ = ["LEDGER", "funnel", "write_ledger"]
+__all__ = ["LEDGER", "funnel", "untraceable", "write_ledger"]
 
 
 def _or_empty(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -83,11 +86,13 @@ def write_ledger(
 
 
 def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
-    """Counts from inputs to written, failures and drops by reason."""
+    """Counts from inputs to written, failures and drops by reason. `inputs` counts input
+    rows (a video cut into clips is one input, however many sample rows it has)."""
     lf = ledger.lazy()
     has_method = "dedup_method" in lf.collect_schema().names()
     cols = ["status", "reason", "stage"] + (["dedup_method"] if has_method else [])
-    df = lf.select(cols).collect()
+    df = lf.select(*cols, parent_expr().alias("_parent")).collect()
+    inputs = df["_parent"].n_unique()
     fetch_failed = (df["status"] == "failed") & (df["stage"] == "fetch")
     by_reason = (
         df.filter(pl.col("status") != "written")
@@ -96,8 +101,8 @@ def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
         .sort(["status", "len", "reason"], descending=[False, True, False])
     )
     out: dict[str, object] = {
-        "inputs": df.height,
-        "fetched": int(df.height - fetch_failed.sum()),
+        "inputs": inputs,
+        "fetched": int(inputs - fetch_failed.sum()),
         "written": int((df["status"] == "written").sum()),
     }
     for status in ("failed", "dropped"):
@@ -112,18 +117,38 @@ def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
     return out
 
 
+def untraceable(inputs: pl.Series, uids: pl.Series) -> list[str]:
+    """Sample rows that break the ledger's rule: every row is an input (uid == parent) or a
+    sample derived from one, each uid once, and no input is both a row and a parent."""
+    frame = pl.DataFrame({"uid": uids}).with_columns(parent=parent_expr())
+    orphan = frame.filter(~pl.col("parent").is_in(inputs.implode()))
+    twice = frame.filter(pl.col("uid").is_duplicated()).unique("uid", maintain_order=True)
+    parents = frame.filter(pl.col("uid") != pl.col("parent"))["parent"].unique()
+    both = frame.filter(pl.col("uid").is_in(parents.implode()))
+    return [
+        *(f"{u}: no input row {p}" for u, p in orphan.head(5).iter_rows()),
+        *(f"{u}: listed twice" for u in twice["uid"].head(5)),
+        *(f"{u}: both a row and the parent of derived samples" for u in both["uid"].head(5)),
+    ]
+
+
 def ledger_task(run_dir: str, name: str, samples_per_shard: int) -> dict[str, Any]:
     """The task: one ledger row per input with its fate and place, the funnel, the card."""
     run = RunDir(run_dir)
+    table = raw_table(run)
+    inputs = pl.concat(
+        [read_table(run.ingest(p), INGEST_SCHEMA).select("uid") for p in run.partitions()]
+    )
+    problems = untraceable(inputs["uid"], table["uid"])
+    if problems:
+        raise RuntimeError(f"raw tables break the one-row-per-sample rule: {problems[:5]}")
     plans = plan_shards(kept_samples(run), samples_per_shard)
     placement = pl.DataFrame(
         [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
         schema={"uid": pl.String, "shard": pl.String, "key": pl.String},
         orient="row",
     )
-    write_ledger(
-        run, raw_table(run), placement, read_dedup(run), read_filtered(run), clip_scores(run)
-    )
+    write_ledger(run, table, placement, read_dedup(run), read_filtered(run), clip_scores(run))
     counts = funnel(open_ledger(run.root))
     write_card(run, name, read_json(run.manifest), counts)
     return {"funnel": counts}

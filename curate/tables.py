@@ -28,12 +28,16 @@ __all__ = [
     "LEDGER_SCHEMA",
     "MANIFEST_VERSION",
     "RAW_SCHEMA",
+    "UID_PATTERN",
     "Manifest",
     "ManifestShard",
     "SampleMeta",
     "clip_scores",
+    "derived_uid",
     "feature_table",
     "open_ledger",
+    "parent_expr",
+    "parent_uid",
     "raw_table",
     "read_dedup",
     "read_filtered",
@@ -115,11 +119,37 @@ LEDGER_SCHEMA: Schema = {
 }
 
 
+# -- samples derived from one input ------------------------------------------------------
+# A stage may turn one input into many samples (clips of a video, segments of a recording).
+# Each gets a derived uid: the input's uid, "_", a five-digit index. Dot-free, so it is still
+# a WebDataset key; the ledger has one row per derived sample plus one per failed input, and
+# `parent_uid` traces every row back to its input row.
+UID_PATTERN = r"^[0-9a-f]{20}(_[0-9]{5})?$"
+
+
+def derived_uid(parent: str, index: int) -> str:
+    """The uid of sample `index` (0-based) cut from input `parent`."""
+    if "_" in parent or not 0 <= index < 100_000:
+        raise ValueError(f"cannot derive sample {index} from {parent!r}")
+    return f"{parent}_{index:05d}"
+
+
+def parent_uid(uid: str) -> str:
+    """The input a sample came from: itself, or the parent of a derived uid."""
+    return uid.split("_", 1)[0]
+
+
+def parent_expr(column: str = "uid") -> pl.Expr:
+    """`parent_uid` as a polars expression."""
+    return pl.col(column).str.split("_").list.first()
+
+
 class SampleMeta(BaseModel):
-    """The `json` member of every sample; carried source columns sit beside these keys."""
+    """The `json` member of every sample; carried source columns sit beside these keys (a
+    derived sample carries `parent`, the uid of the input it was cut from)."""
 
     model_config = ConfigDict(extra="allow")
-    uid: str = Field(pattern=r"^[0-9a-f]{20}$")
+    uid: str = Field(pattern=UID_PATTERN)
     source: str
     url: str | None
     caption: str | None
