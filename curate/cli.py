@@ -31,11 +31,14 @@ def format_funnel(funnel: dict[str, Any]) -> str:
 
 
 def _print_result(out: Path, funnel: dict[str, Any], seconds: float) -> None:
+    from curate.rundir import RunDir
+
+    run = RunDir(out)
     print(f"\nfunnel ({seconds:.1f}s):")
     print(format_funnel(funnel))
-    print(f"\nshards:  {out / 'shards'}")
-    print(f"ledger:  {out / 'ledger'}")
-    print(f"run.json {out / 'run.json'}")
+    print(f"\nshards:  {run.shards_dir}")
+    print(f"ledger:  {run.ledger_dir}")
+    print(f"run.json {run.run_json}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -28,9 +28,11 @@ from typing import Any
 from curate.errors import ConfigMismatchError, CurateError
 from curate.io.atomic import read_json, write_json
 
-__all__ = ["LAYOUT", "RunDir", "partition_name"]
+__all__ = ["CARD", "LAYOUT", "MANIFEST", "SIZES", "RunDir", "partition_name"]
 
 LAYOUT = 2
+# Files of a shards folder beside the tars; a corpus keeps them when copied out of its run.
+SIZES, MANIFEST, CARD = "sizes.json", "manifest.json", "README.md"
 _FOLDERS = ("ingest", "raw", "features", "decisions", "ledger", "shards", "state")
 _PACKAGES = (
     "curate",
@@ -131,15 +133,15 @@ class RunDir:
 
     @property
     def sizes(self) -> Path:
-        return self.root / "shards" / "sizes.json"
+        return self.shards_dir / SIZES
 
     @property
     def manifest(self) -> Path:
-        return self.root / "shards" / "manifest.json"
+        return self.shards_dir / MANIFEST
 
     @property
     def card(self) -> Path:
-        return self.root / "shards" / "README.md"
+        return self.shards_dir / CARD
 
     # -- the engine's markers -------------------------------------------------------------
     def marker(self, stage: str, key: str) -> Path:

@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 from curate.io.atomic import read_json
+from curate.rundir import MANIFEST, SIZES
 from curate.shards.final import sha256_file
 from curate.shards.tar import iter_tar_samples
 
@@ -15,7 +16,7 @@ __all__ = ["validate_shards"]
 def validate_shards(folder: Path) -> list[str]:
     """Every problem found, each naming its shard; an empty list means the corpus is sound."""
     problems: list[str] = []
-    sizes_path, manifest_path = folder / "sizes.json", folder / "manifest.json"
+    sizes_path, manifest_path = folder / SIZES, folder / MANIFEST
     if not sizes_path.exists():
         return [f"{sizes_path}: missing"]
     sizes: dict[str, int] = read_json(sizes_path)
