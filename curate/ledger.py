@@ -10,10 +10,8 @@ from typing import Any
 import polars as pl
 
 from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
-from curate.io.atomic import read_json
+from curate.io.atomic import read_json, write_bytes
 from curate.rundir import RunDir
-from curate.shards.final import kept_samples, plan_shards
-from curate.shards.manifest import write_card
 from curate.tables import (
     CLIP_SCHEMA,
     DEDUP_SCHEMA,
@@ -26,11 +24,12 @@ from curate.tables import (
     raw_table,
     read_dedup,
     read_filtered,
+    read_placement,
     read_table,
     write_table,
 )
 
-__all__ = ["LEDGER", "funnel", "untraceable", "write_ledger"]
+__all__ = ["LEDGER", "funnel", "untraceable", "write_card", "write_ledger"]
 
 
 def _or_empty(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -132,8 +131,8 @@ def untraceable(inputs: pl.Series, uids: pl.Series) -> list[str]:
     ]
 
 
-def ledger_task(run_dir: str, name: str, samples_per_shard: int) -> dict[str, Any]:
-    """The task: one ledger row per input with its fate and place, the funnel, the card."""
+def ledger_task(run_dir: str, name: str) -> dict[str, Any]:
+    """The task: one ledger row per sample with its fate and place, the funnel, the card."""
     run = RunDir(run_dir)
     table = raw_table(run)
     inputs = pl.concat(
@@ -142,16 +141,44 @@ def ledger_task(run_dir: str, name: str, samples_per_shard: int) -> dict[str, An
     problems = untraceable(inputs["uid"], table["uid"])
     if problems:
         raise RuntimeError(f"raw tables break the one-row-per-sample rule: {problems[:5]}")
-    plans = plan_shards(kept_samples(run), samples_per_shard)
-    placement = pl.DataFrame(
-        [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
-        schema={"uid": pl.String, "shard": pl.String, "key": pl.String},
-        orient="row",
-    )
-    write_ledger(run, table, placement, read_dedup(run), read_filtered(run), clip_scores(run))
+    decisions = (read_dedup(run), read_filtered(run), clip_scores(run))
+    write_ledger(run, table, read_placement(run), *decisions)
     counts = funnel(open_ledger(run.root))
     write_card(run, name, read_json(run.manifest), counts)
     return {"funnel": counts}
+
+
+def write_card(run: RunDir, name: str, manifest: dict[str, Any], funnel: dict[str, Any]) -> None:
+    """A Hugging Face dataset card whose YAML points data_files at the tars."""
+    failed = funnel.get("failed") or {}
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        '    path: "*.tar"',
+        "tags:",
+        "- webdataset",
+        "- curate",
+        "---",
+        "",
+        f"# {name}",
+        "",
+        "WebDataset shards built by curate. Each sample has the members "
+        + ", ".join(f"`{m}`" for m in manifest["members"])
+        + "; `sizes.json` gives each shard's sample count and `manifest.json` its checksum.",
+        "",
+        "| inputs | written | shards |",
+        "|---:|---:|---:|",
+        f"| {funnel.get('inputs', 0)} | {manifest['total_samples']} | {len(manifest['shards'])} |",
+        "",
+    ]
+    if isinstance(failed, dict) and failed:
+        lines += ["Failed inputs by reason:", ""]
+        lines += [f"- `{reason}`: {n}" for reason, n in failed.items()]
+        lines.append("")
+    write_bytes(run.card, "\n".join(lines).encode())
 
 
 def _plan(p: Plan) -> list[Task]:
@@ -160,9 +187,8 @@ def _plan(p: Plan) -> list[Task]:
         *(run.raw_table(part) for part in run.partitions()),
         *(stage_digest(run, s) for s in ("clip", "dedup", "filter", "manifest")),
         cfg.name,
-        str(cfg.shards.samples_per_shard),
     )
-    args = (str(run.root), cfg.name, cfg.shards.samples_per_shard)
+    args = (str(run.root), cfg.name)
     outputs = (*(run.ledger(part) for part in run.partitions()), run.card)
     return [Task("all", ledger_task, args, inputs, outputs)]
 

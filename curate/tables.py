@@ -27,6 +27,7 @@ __all__ = [
     "INGEST_SCHEMA",
     "LEDGER_SCHEMA",
     "MANIFEST_VERSION",
+    "PLACEMENT_SCHEMA",
     "RAW_SCHEMA",
     "UID_PATTERN",
     "Manifest",
@@ -41,6 +42,7 @@ __all__ = [
     "raw_table",
     "read_dedup",
     "read_filtered",
+    "read_placement",
     "read_table",
     "sample_json",
     "write_table",
@@ -95,6 +97,9 @@ CLIP_SCHEMA: Schema = {"uid": pl.String(), "clip_score": pl.Float32()}
 
 # decisions/dedup.parquet: dropped duplicates, how they were found and what they duplicate.
 DEDUP_SCHEMA: Schema = {"uid": pl.String(), "dedup_method": pl.String(), "dup_of": pl.String()}
+
+# decisions/placement.parquet: where each kept sample went (written with the manifest).
+PLACEMENT_SCHEMA: Schema = {"uid": pl.String(), "shard": pl.String(), "key": pl.String()}
 
 # decisions/filter.parquet: dropped samples, the first failed rule and every failed rule.
 FILTER_SCHEMA: Schema = {
@@ -233,6 +238,10 @@ def read_dedup(run: RunDir) -> pl.DataFrame:
 
 def read_filtered(run: RunDir) -> pl.DataFrame:
     return read_table(run.decision("filter"), FILTER_SCHEMA)
+
+
+def read_placement(run: RunDir) -> pl.DataFrame:
+    return read_table(run.decision("placement"), PLACEMENT_SCHEMA)
 
 
 def open_ledger(path: str | Path) -> pl.LazyFrame:

@@ -1,18 +1,47 @@
-"""sizes.json, manifest.json and the dataset card, written after every shard is done.
+"""sizes.json and manifest.json, written after every shard is done, with the placement.
 
-sizes.json is what open_clip's loader reads beside the tars; the card's `configs` make
-`datasets.load_dataset(<shards folder>)` read only the tars, and the folder a valid Hub repo.
+sizes.json is what open_clip's loader reads beside the tars. decisions/placement.parquet
+records which shard and key each kept sample got, for the ledger.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from curate.io.atomic import write_bytes, write_json
-from curate.rundir import RunDir
-from curate.tables import MANIFEST_VERSION, Manifest
+import polars as pl
 
-__all__ = ["write_card", "write_manifest"]
+from curate.io.atomic import write_json
+from curate.rundir import RunDir
+from curate.shards.final import kept_samples, plan_shards
+from curate.tables import MANIFEST_VERSION, PLACEMENT_SCHEMA, Manifest, write_table
+
+__all__ = ["manifest_task", "write_manifest", "write_placement"]
+
+
+def write_placement(run: RunDir, samples_per_shard: int, shards: list[str]) -> None:
+    """decisions/placement.parquet from the same plan the shard tasks wrote, checked
+    against the shards they reported."""
+    plans = plan_shards(kept_samples(run), samples_per_shard)
+    if [f"{p.name}.tar" for p in plans] != shards:
+        raise RuntimeError(f"shard plan {len(plans)} shards, shard tasks reported {len(shards)}")
+    placement = pl.DataFrame(
+        [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
+        schema=PLACEMENT_SCHEMA,
+        orient="row",
+    )
+    write_table(run.decision("placement"), placement)
+
+
+def manifest_task(
+    run_dir: str,
+    summaries: list[dict[str, Any]],
+    members: list[str],
+    config_hash: str,
+    samples_per_shard: int,
+) -> dict[str, Any]:
+    """The manifest stage's task: the placement, then sizes.json and manifest.json."""
+    write_placement(RunDir(run_dir), samples_per_shard, [s["shard"] for s in summaries])
+    return write_manifest(run_dir, summaries, members, config_hash)
 
 
 def write_manifest(
@@ -39,36 +68,3 @@ def write_manifest(
     ).model_dump(mode="json")
     write_json(run.manifest, manifest)
     return {"shards": len(summaries), "total_samples": manifest["total_samples"]}
-
-
-def write_card(run: RunDir, name: str, manifest: dict[str, Any], funnel: dict[str, Any]) -> None:
-    """A Hugging Face dataset card whose YAML points data_files at the tars."""
-    failed = funnel.get("failed") or {}
-    lines = [
-        "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        '    path: "*.tar"',
-        "tags:",
-        "- webdataset",
-        "- curate",
-        "---",
-        "",
-        f"# {name}",
-        "",
-        "WebDataset shards built by curate. Each sample has the members "
-        + ", ".join(f"`{m}`" for m in manifest["members"])
-        + "; `sizes.json` gives each shard's sample count and `manifest.json` its checksum.",
-        "",
-        "| inputs | written | shards |",
-        "|---:|---:|---:|",
-        f"| {funnel.get('inputs', 0)} | {manifest['total_samples']} | {len(manifest['shards'])} |",
-        "",
-    ]
-    if isinstance(failed, dict) and failed:
-        lines += ["Failed inputs by reason:", ""]
-        lines += [f"- `{reason}`: {n}" for reason, n in failed.items()]
-        lines.append("")
-    write_bytes(run.card, "\n".join(lines).encode())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from curate.engine.stage import Plan, Stage, Task, digest, read_marker, stage_digest
 from curate.shards.final import kept_samples, plan_shards, write_final_shard
-from curate.shards.manifest import write_manifest
+from curate.shards.manifest import manifest_task
 
 __all__ = ["MANIFEST", "SHARDS"]
 
@@ -32,9 +32,11 @@ def _manifest(p: Plan) -> list[Task]:
         assert marker is not None
         summaries.append({k: marker["summary"][k] for k in ("shard", "samples", "bytes", "sha256")})
     members = sorted(p.members)
-    inputs = digest(stage_digest(run, "shards"), "\n".join(members), p.config_hash)
-    args = (str(run.root), summaries, members, p.config_hash)
-    return [Task("all", write_manifest, args, inputs, (run.sizes, run.manifest))]
+    per_shard = p.cfg.shards.samples_per_shard
+    inputs = digest(stage_digest(run, "shards"), "\n".join(members), p.config_hash, str(per_shard))
+    args = (str(run.root), summaries, members, p.config_hash, per_shard)
+    outputs = (run.sizes, run.manifest, run.decision("placement"))
+    return [Task("all", manifest_task, args, inputs, outputs)]
 
 
 SHARDS = Stage("shards", _shards)
