@@ -95,14 +95,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from curate.tables import clip_scores, read_dedup
 
     run = RunDir(Path(args.run_dir))
-    if not run.run_json.exists():
-        raise CurateError(f"{run.root}: not a curate run directory (no run.json)")
+    if not run.is_run():
+        raise CurateError(f"{run.root}: not a curate run directory (no run.json of curate's)")
+    if args.apply and args.with_duplicates:
+        raise CurateError("--apply filters dedup's survivors; drop --with-duplicates")
     scores = clip_scores(run)
     if scores.height == 0:
         raise CurateError(f"{run.root}: no CLIP scores (features/*.clip.parquet); enable `clip`")
     if not args.with_duplicates:
         scores = scores.filter(~pl.col("uid").is_in(read_dedup(run)["uid"].implode()))
-    config = read_json(run.run_json)["config"]
+    info = read_json(run.run_json)
+    config = info["config"]
     clip = config.get("clip", {})
     s = scores["clip_score"].drop_nulls().to_numpy()
     print(f"model {clip.get('model')} / {clip.get('pretrained')} ({clip.get('precision')})")
@@ -116,6 +119,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     if len(args.keep) != 1:
         raise CurateError("--apply takes exactly one --keep fraction")
+    if not info.get("finished_at"):
+        raise CurateError(f"{run.root}: the run has not finished; rerun `curate run` first")
+    if config.get("filters", {}).get("clip_top_fraction") is not None:
+        raise CurateError(
+            "this run's config sets filters.clip_top_fraction; --apply sets clip_min_score, "
+            "and both would apply: remove clip_top_fraction from the config and rerun instead"
+        )
     threshold = thresholds[args.keep[0]]
     if not math.isfinite(threshold):
         raise CurateError(f"--keep {args.keep[0]} keeps no sample; choose a larger fraction")
@@ -123,7 +133,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     config["filters"] = {**config.get("filters", {}), "clip_min_score": threshold}
     print(f"\napplying filters.clip_min_score = {threshold!r}: refilter and reshard, no fetch")
-    res = run_pipeline(config, run.root, progress=not args.quiet)
+    res = run_pipeline(config, run.root, scheduler=args.scheduler, progress=not args.quiet)
     _print_result(res.output, res.funnel, res.seconds)
     return 0
 
@@ -199,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="set the one --keep fraction's threshold as filters.clip_min_score and rerun "
         "the stages after CLIP (no network requests)",
     )
+    c.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler (with --apply)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (with --apply)")
     c.set_defaults(fn=_cmd_calibrate)
 

@@ -113,7 +113,9 @@ def run(
         if progress:
             print(f"dask dashboard: {client.dashboard_link}", flush=True)
         workers = len(client.scheduler_info()["workers"])
-        plan = Plan(rundir, cfg, hashes["config"], workers, members(cfg), retry_failed)
+        plan = Plan(
+            rundir, cfg, hashes["config"], hashes["fetch"], workers, members(cfg), retry_failed
+        )
         summaries: dict[str, list[dict[str, Any]]] = {}
         for stage in STAGES:
             summaries[stage.name] = run_stage(

@@ -110,7 +110,7 @@ class RunDir:
     def partitions(self) -> list[str]:
         """Names of the ingest partitions, in order (the unit of every per-partition stage)."""
         folder = self.root / "ingest"
-        return sorted(p.stem for p in folder.glob("*.parquet") if p.stem.isdigit())
+        return sorted((p.stem for p in folder.glob("*.parquet") if p.stem.isdigit()), key=int)
 
     # -- corpus-wide ----------------------------------------------------------------------
     def decision(self, name: str) -> Path:
@@ -148,9 +148,19 @@ class RunDir:
         return self.root / "state" / stage / f"{key}.json"
 
     def markers(self, stage: str) -> list[Path]:
-        return sorted((self.root / "state" / stage).glob("*.json"))
+        """A stage's markers in key order (numeric keys by number: 99999 before 100000)."""
+        found = (self.root / "state" / stage).glob("*.json")
+        return sorted(found, key=lambda p: (not p.stem.isdigit(), len(p.stem), p.stem))
 
     # -- lifecycle ------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        """Whether run.json is curate's (a foreign run.json does not make a folder ours)."""
+        try:
+            info = read_json(self.run_json)
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and {"config", "config_hash", "started_at"} <= info.keys()
+
     def check_location(self) -> None:
         """Refuse, before any work, an output that cannot hold a run: a file, a folder that
         is not writable, or a non-empty folder that is not a curate run."""
@@ -162,7 +172,7 @@ class RunDir:
             raise CurateError(f"{probe}: is a file, so {root} cannot be created")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise CurateError(f"{probe}: not writable; choose another output")
-        if root.exists() and not self.run_json.exists() and any(root.iterdir()):
+        if root.exists() and not self.is_run() and any(root.iterdir()):
             raise CurateError(
                 f"{root}: is not empty and is not a curate run directory; choose an empty output"
             )
@@ -177,7 +187,7 @@ class RunDir:
         rerun: the stages whose inputs changed redo their tasks.
         """
         (self.root / "run.json.tmp").unlink(missing_ok=True)  # a kill while writing it
-        if self.run_json.exists():
+        if self.is_run():
             previous = read_json(self.run_json)
             if previous.get("layout") != LAYOUT:
                 if not overwrite:

@@ -8,6 +8,7 @@ are described once, as pydantic models, and both writers and `curate schema` use
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -184,11 +185,14 @@ class Manifest(BaseModel):
 
 
 # -- writing ------------------------------------------------------------------------------
-def write_table(path: Path, table: pl.DataFrame) -> None:
-    """zstd, no statistics, atomic: equal tables give equal bytes, a kill leaves no half file."""
+def write_table(path: Path, table: pl.DataFrame) -> str:
+    """zstd, no statistics, atomic: equal tables give equal bytes, a kill leaves no half file.
+    Returns the bytes' sha256, so a task can name its output without it being reread."""
     buf = io.BytesIO()
     table.write_parquet(buf, compression="zstd", statistics=False)
-    write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 # -- reading ------------------------------------------------------------------------------

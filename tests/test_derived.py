@@ -73,9 +73,10 @@ def split_fetch(cfg: Any, run_dir: str, part: str, share: float = 1.0) -> dict[s
                 members["json"] = sample_json(extra, child)
                 tar.write(child["uid"], members)
                 records.append(child)
-    write_table(run.raw_table(part), pl.DataFrame(records, schema=RAW_SCHEMA))
+    sha = write_table(run.raw_table(part), pl.DataFrame(records, schema=RAW_SCHEMA))
     feats = features_partition(run_dir, part)
-    summary["completes"] = {"features": {"inputs": features_inputs(run, part), "summary": feats}}
+    summary["raw_sha256"] = sha
+    summary["completes"] = {"features": {"inputs": features_inputs(sha), "summary": feats}}
     return summary
 
 

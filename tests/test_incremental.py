@@ -16,7 +16,7 @@ from conftest import pipeline_yaml
 import curate
 from curate.errors import ConfigMismatchError
 from curate.features.clip_model import TINY_MODEL
-from curate.io.atomic import read_json
+from curate.io.atomic import read_json, write_json
 from curate.pipeline import RunResult
 from curate.rundir import RunDir
 from curate.shards.validate import validate_shards
@@ -27,10 +27,14 @@ CLIP = {"enabled": True, "model": TINY_MODEL, "pretrained": None, "batch_size": 
 
 
 @pytest.fixture(scope="module")
-def clip_run(urls: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+def config_for(urls: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("incremental")
-    cfg = pipeline_yaml(folder, urls, clip=CLIP, filters={"clip_min_score": 0.5})
-    return curate.run(cfg, folder / "out", progress=False)
+    return pipeline_yaml(folder, urls, clip=CLIP, filters={"clip_min_score": 0.5})
+
+
+@pytest.fixture(scope="module")
+def clip_run(config_for: Path) -> RunResult:
+    return curate.run(config_for, config_for.parent / "out", progress=False)
 
 
 def _copy(res: RunResult, tmp_path: Path) -> RunDir:
@@ -119,6 +123,20 @@ def test_each_change_redoes_only_the_stages_that_read_it(
     assert server.requests_served == requests, "a rerun after the fetch sent requests"
 
 
+def test_a_reshard_cut_short_leaves_no_manifest_claiming_completeness(
+    clip_run: RunResult, config_for: Path, tmp_path: Path
+) -> None:
+    from curate.shards.final import kept_samples, plan_shards, write_final_shard
+
+    run = _copy(clip_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.shards_dir.iterdir()}
+    first = plan_shards(kept_samples(run), 20)[0]
+    write_final_shard(str(run.root), first)  # as a shard task does, then the "kill"
+    assert not run.manifest.exists()
+    curate.run(config_for, run.root, progress=False)  # the manifest task redoes it
+    assert {p.name: p.read_bytes() for p in run.shards_dir.iterdir()} == before
+
+
 def test_a_change_to_what_is_fetched_is_still_refused(
     clip_run: RunResult, urls: Path, tmp_path: Path
 ) -> None:
@@ -126,3 +144,24 @@ def test_a_change_to_what_is_fetched_is_still_refused(
     cfg = pipeline_yaml(tmp_path, urls, clip=CLIP, image={"size": 64})
     with pytest.raises(ConfigMismatchError, match="sources, ingest, fetch and image"):
         curate.run(cfg, run.root, progress=False)
+
+
+def test_calibrate_apply_refuses_what_it_cannot_do_without_fetching(
+    clip_run: RunResult, tmp_path: Path
+) -> None:
+    run = _copy(clip_run, tmp_path)
+
+    def calibrate(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "curate", "calibrate", str(run.root), "--apply", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    proc = calibrate("--keep", "0.3", "0.5")
+    assert proc.returncode == 2 and "exactly one --keep" in proc.stderr
+    proc = calibrate("--keep", "0.3", "--with-duplicates")
+    assert proc.returncode == 2 and "drop --with-duplicates" in proc.stderr
+    info = read_json(run.run_json)
+    write_json(run.run_json, {**info, "finished_at": None})
+    proc = calibrate("--keep", "0.3")
+    assert proc.returncode == 2 and "has not finished" in proc.stderr
+    markers = _markers(run)
+    assert markers == _markers(_copy(clip_run, tmp_path / "again"))  # nothing was redone

@@ -93,11 +93,34 @@ def test_other_fetch_inputs_are_refused_and_an_older_layout_is_named(tmp_path: P
     assert (out / "raw").is_dir()
     again = _start(out, {"config": "d" * 64, "fetch": "f" * 64})  # only later stages changed
     assert again["config_hash"] == "d" * 64 and (out / "raw").is_dir()
-    write_json(out / "run.json", {"config_hash": "old"})  # a layout-1 run
+    layout_1 = {"config": {}, "config_hash": "old", "started_at": "2026-12-01T00:00:00+00:00"}
+    write_json(out / "run.json", layout_1)
     with pytest.raises(ConfigMismatchError, match=f"older curate \\(layout 1, now {LAYOUT}\\)"):
         _start(out)
     _start(out, overwrite=True)
     assert not (out / "raw").exists()
+
+
+def test_a_foreign_run_json_does_not_make_a_folder_a_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "raw").mkdir(parents=True)
+    (out / "run.json").write_text('{"some": "other tool"}')
+    assert not RunDir(out).is_run()
+    with pytest.raises(CurateError, match="not a curate run directory"):
+        _start(out, overwrite=True)
+    assert (out / "raw").is_dir()
+
+
+def test_partitions_and_markers_sort_by_number(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
+    names = ["100000", "99999", "10001", "00000"]
+    for name in names:
+        run.ingest(name).parent.mkdir(exist_ok=True)
+        run.ingest(name).write_bytes(b"")
+        write_json(run.marker("s", name), {})
+    write_json(run.marker("s", "all"), {})
+    assert run.partitions() == ["00000", "10001", "99999", "100000"]
+    assert [p.stem for p in run.markers("s")] == ["00000", "10001", "99999", "100000", "all"]
 
 
 def test_every_path_is_inside_the_run_and_partitions_come_from_ingest(tmp_path: Path) -> None:

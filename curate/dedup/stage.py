@@ -23,6 +23,9 @@ from curate.tables import DEDUP_SCHEMA, feature_table, write_table
 
 __all__ = ["DEDUP", "run_dedup"]
 
+# Bump when the dedup code changes its decisions.
+DEDUP_VERSION = "1"
+
 
 def _embeddings(run: RunDir, n: int) -> np.ndarray[Any, Any]:
     arrays = []
@@ -61,6 +64,7 @@ def run_dedup(run_dir: str, cfg: PipelineConfig) -> dict[str, Any]:
 def _plan(p: Plan) -> list[Task]:
     run, cfg = p.run, p.cfg
     inputs = digest(
+        DEDUP_VERSION,
         stage_digest(run, "features"),
         stage_digest(run, "clip"),
         eval_digest(cfg.dedup.eval_sets),

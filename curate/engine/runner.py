@@ -91,7 +91,9 @@ def _execute(
     done_already: int = 0,
 ) -> None:
     """Submit (name, fn, args) calls; `on_done(name, result)` as each finishes, on this
-    thread. A quiet spell longer than `stall_s` prints where the unfinished ones run."""
+    thread. A quiet spell longer than `stall_s` prints where the unfinished ones run. A call
+    that fails after its retries does not stop the others: every one that can finish does
+    (so its marker is written and a rerun keeps it), then the first failure is raised."""
     from distributed import wait
     from tqdm import tqdm
 
@@ -118,6 +120,7 @@ def _execute(
     }
     futures = list(pending)
     last = time.monotonic()
+    failed: list[tuple[str, BaseException]] = []
     try:
         while pending:
             try:
@@ -128,13 +131,23 @@ def _execute(
                 continue
             for fut in done:
                 name = pending.pop(fut)
-                on_done(name, fut.result())
+                try:
+                    result = fut.result()
+                except Exception as err:  # retries are spent: keep the others' work
+                    failed.append((name, err))
+                    continue
+                on_done(name, result)
                 bar.update(1)
             last = time.monotonic()
     finally:
         bar.close()
         for fut in futures:
             fut.cancel()
+    if failed:
+        first, error = failed[0]
+        others = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        print(f"curate: {label}: task {first} failed{others}", file=sys.stderr, flush=True)
+        raise error
 
 
 def run_calls(

@@ -60,6 +60,7 @@ class Plan:
     run: RunDir
     cfg: PipelineConfig
     config_hash: str
+    fetch_hash: str
     workers: int
     members: tuple[str, ...]
     retry_failed: bool = False

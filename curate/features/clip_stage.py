@@ -19,7 +19,7 @@ import polars as pl
 from curate.config import ClipConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest
 from curate.features.clip import encode_images, encode_texts, scores
-from curate.features.clip_model import load_clip
+from curate.features.clip_model import TINY_MODEL, load_clip, tiny_checkpoint
 from curate.io.atomic import atomic_open
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
@@ -30,9 +30,25 @@ __all__ = ["CLIP", "clip_partition", "model_key"]
 _IMAGE_EXTS = ("jpg", "png", "webp")
 
 
+# Bump when the embedding or scoring code changes what it writes.
+CLIP_VERSION = "1"
+
+
+def _weights_id(cfg: ClipConfig) -> str:
+    """Which weights a local checkpoint holds: the bundled tiny one by content, a user's
+    file by size and mtime (hashing gigabytes per plan would cost more than it saves)."""
+    if cfg.pretrained is None and cfg.model == TINY_MODEL and tiny_checkpoint().is_file():
+        return hashlib.sha256(tiny_checkpoint().read_bytes()).hexdigest()
+    path = Path(cfg.pretrained) if cfg.pretrained else None
+    if path is not None and path.is_file():
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    return ""  # an open_clip tag names fixed published weights
+
+
 def model_key(cfg: ClipConfig) -> str:
     """What the scores depend on: model, weights and precision (not device or batch size)."""
-    text = f"{cfg.model}|{cfg.pretrained}|{cfg.precision}"
+    text = f"{cfg.model}|{cfg.pretrained}|{cfg.precision}|{_weights_id(cfg)}|{CLIP_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -85,7 +101,7 @@ def _plan(p: Plan) -> list[Task]:
             part,
             clip_partition,
             (root, part, cfg),
-            digest(run.features(part), run.raw_table(part), key),
+            digest(run.marker("features", part), key),
             (run.clip_scores(part), run.image_embeddings(part), run.text_embeddings(part)),
         )
         for part in run.partitions()

@@ -33,10 +33,10 @@ FEATURES_VERSION = "1"
 _IMAGE_EXTS = ("jpg", "png", "webp")
 
 
-def features_inputs(run: RunDir, part: str) -> str:
-    """What a partition's features are a function of: its raw records (which change with
-    every change of the raw tar) and the feature code's version."""
-    return digest(run.raw_table(part), FEATURES_VERSION)
+def features_inputs(raw_sha256: str) -> str:
+    """What a partition's features are a function of: its raw records (whose digest the
+    fetch reports; they change with every change of the raw tar) and the code's version."""
+    return digest(raw_sha256, FEATURES_VERSION)
 
 
 def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:

@@ -204,7 +204,7 @@ def fetch_partition(
         # A stuck thread is left behind rather than waited for; the rest are finished.
         pool.shutdown(wait=all(f.done() for f in futures), cancel_futures=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
-    write_table(run.raw_table(part), table)
+    raw_sha256 = write_table(run.raw_table(part), table)
     counts = table.group_by("reason").len().sort("reason", nulls_last=True)
     feats = write_features(run, part, features)
     return {
@@ -213,7 +213,8 @@ def fetch_partition(
         "ok": int((table["status"] == "ok").sum()),
         "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
         "retried": len(rows) - len(previous) if retry is not None else 0,
-        "completes": {"features": {"inputs": features_inputs(run, part), "summary": feats}},
+        "raw_sha256": raw_sha256,
+        "completes": {"features": {"inputs": features_inputs(raw_sha256), "summary": feats}},
     }
 
 

@@ -18,7 +18,9 @@ def _plan(p: Plan) -> list[Task]:
     retry = set(retryable_partitions(run, RETRY_FAILED_REASONS)) if p.retry_failed else set()
     tasks = []
     for part in run.partitions():
-        inputs = digest(run.ingest(part), cfg.fetch, cfg.image)
+        # The fetch hash covers the inputs, ingest, fetch and image config: with the partition
+        # name it determines the ingest file, which need not be reread to know it.
+        inputs = digest(p.fetch_hash, part)
         outputs = (run.raw_tar(part), run.raw_table(part))
         again = part in retry
         args: tuple[object, ...] = (cfg, root, part, share)

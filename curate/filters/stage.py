@@ -30,6 +30,9 @@ from curate.tables import FILTER_SCHEMA, feature_table, read_dedup, write_table
 
 __all__ = ["FILTER", "rules_from_config", "run_filters"]
 
+# Bump when a rule changes its decisions.
+FILTER_VERSION = "1"
+
 Rule = Callable[[pl.DataFrame], pl.DataFrame]
 
 
@@ -90,6 +93,7 @@ def run_filters(run_dir: str, cfg: PipelineConfig) -> dict[str, Any]:
 def _plan(p: Plan) -> list[Task]:
     run = p.run
     inputs = digest(
+        FILTER_VERSION,
         stage_digest(run, "features"),
         stage_digest(run, "clip"),
         stage_digest(run, "dedup"),

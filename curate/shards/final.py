@@ -78,6 +78,9 @@ def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
     if missing:
         raise RuntimeError(f"shard {plan.name}: {len(missing)} planned samples missing from raw")
     path = run.shard(plan.name)
+    # The corpus is about to change: until the manifest task runs again, no manifest may
+    # claim it complete (its presence is that claim).
+    run.manifest.unlink(missing_ok=True)
     with TarShardWriter(path) as tar:
         for _, uid in plan.members:
             tar.write(uid, found[uid])

@@ -10,6 +10,9 @@ from curate.shards.manifest import manifest_task
 
 __all__ = ["MANIFEST", "SHARDS"]
 
+# Bump when shard, placement or manifest code changes what it writes.
+SHARDS_VERSION = "1"
+
 
 def _shards(p: Plan) -> list[Task]:
     run = p.run
@@ -18,7 +21,7 @@ def _shards(p: Plan) -> list[Task]:
     tasks = []
     for plan in plans:
         parts = sorted({part for part, _ in plan.members})
-        inputs = digest(plan.digest, *(run.raw_table(part) for part in parts))
+        inputs = digest(SHARDS_VERSION, plan.digest, *(run.marker("fetch", part) for part in parts))
         outputs = (run.shard(plan.name),)
         tasks.append(Task(plan.name, write_final_shard, (root, plan), inputs, outputs))
     return tasks
@@ -33,7 +36,8 @@ def _manifest(p: Plan) -> list[Task]:
         summaries.append({k: marker["summary"][k] for k in ("shard", "samples", "bytes", "sha256")})
     members = sorted(p.members)
     per_shard = p.cfg.shards.samples_per_shard
-    inputs = digest(stage_digest(run, "shards"), "\n".join(members), p.config_hash, str(per_shard))
+    shards = stage_digest(run, "shards")
+    inputs = digest(SHARDS_VERSION, shards, "\n".join(members), p.config_hash, str(per_shard))
     args = (str(run.root), summaries, members, p.config_hash, per_shard)
     outputs = (run.sizes, run.manifest, run.decision("placement"))
     return [Task("all", manifest_task, args, inputs, outputs)]

@@ -73,11 +73,17 @@ def test_a_missing_output_is_redone_though_the_marker_is_current(
     assert out.read_text() == "v1"
 
 
-def test_a_failing_task_writes_no_marker(client: Any, tmp_path: Path) -> None:
+def test_a_failing_task_writes_no_marker_and_the_others_finish(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = RunDir(tmp_path)
+    tasks = [Task("a", _fail, ("x",), "d")]
+    tasks += [Task(k, _write, (str(tmp_path / k), k), "d") for k in ("b", "c", "d")]
     with pytest.raises(RuntimeError, match="boom"):
-        run_stage(client, run, "s", [Task("a", _fail, ("x",), "d")], retries=0, progress=False)
+        run_stage(client, run, "s", tasks, retries=0, progress=False)
     assert read_marker(run, "s", "a") is None
+    assert [p.stem for p in run.markers("s")] == ["b", "c", "d"]  # kept for the rerun
+    assert "curate: s: task a failed" in capsys.readouterr().err
 
 
 def test_a_task_must_return_a_summary(client: Any, tmp_path: Path) -> None:

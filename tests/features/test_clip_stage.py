@@ -146,3 +146,26 @@ def test_trimmed_text_tower_equals_the_full_one() -> None:
         full = cm.model.encode_text(cm.tokenizer([t or "" for t in texts]))
     ref = torch.nn.functional.normalize(full, dim=-1).numpy()
     assert np.abs(ours - ref).max() <= 1e-5
+
+
+def test_model_key_follows_the_weights_not_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrained weights at the same path redo the scores; a new device or batch does not."""
+    from curate.config import ClipConfig
+    from curate.features import clip_stage
+    from curate.features.clip_model import tiny_checkpoint
+
+    cfg = ClipConfig(enabled=True, model=TINY_MODEL, pretrained=None)
+    key = clip_stage.model_key(cfg)
+    assert clip_stage.model_key(cfg.model_copy(update={"device": "cuda", "batch_size": 7})) == key
+    retrained = tmp_path / "tiny.pt"
+    retrained.write_bytes(tiny_checkpoint().read_bytes() + b"\0")
+    monkeypatch.setattr(clip_stage, "tiny_checkpoint", lambda: retrained)
+    assert clip_stage.model_key(cfg) != key
+    own = tmp_path / "weights.pt"
+    own.write_bytes(b"a")
+    mine = cfg.model_copy(update={"pretrained": str(own)})
+    first = clip_stage.model_key(mine)
+    own.write_bytes(b"bb")
+    assert clip_stage.model_key(mine) != first

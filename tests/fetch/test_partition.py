@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
@@ -117,7 +118,8 @@ def test_features_written_by_fetch_equal_the_features_stage(tmp_path: Path) -> N
     assert summary["ok"] == 4 and summary["failed"] == {"not_image": 1}
     run = RunDir(tmp_path)
     completes = summary["completes"]["features"]
-    assert completes["inputs"] == features_inputs(run, "00000")
+    assert summary["raw_sha256"] == hashlib.sha256(run.raw_table("00000").read_bytes()).hexdigest()
+    assert completes["inputs"] == features_inputs(summary["raw_sha256"])
     fused = run.features("00000").read_bytes()
     table = pl.read_parquet(run.features("00000"))
     assert table["uid"].to_list() == ["u0", "u1", "u3", "u4"]
