@@ -29,7 +29,8 @@ __all__ = [
 ]
 
 # Bump when feature_row computes something else: every partition's features are redone.
-FEATURES_VERSION = "1"
+# 2: in-source images have no url_caption_hash.
+FEATURES_VERSION = "2"
 _IMAGE_EXTS = ("jpg", "png", "webp")
 
 
@@ -40,7 +41,13 @@ def features_inputs(raw_sha256: str) -> str:
 
 
 def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
-    key = f"{url or path or ''}\x00{caption or ''}".encode()
+    """Key for "the same URL (or file) with the same caption"; "" (never a duplicate) for
+    in-source images, which have no locator: two different images captioned alike are not
+    the same sample."""
+    locator = url or path
+    if not locator:
+        return ""
+    key = f"{locator}\x00{caption or ''}".encode()
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
