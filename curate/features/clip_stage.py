@@ -82,19 +82,22 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     return {"partition": part, "samples": len(uids), "model": model_key(cfg)}
 
 
-def clear_clip(run_dir: str, part: str) -> dict[str, Any]:
-    """CLIP is off: remove what an earlier run with it on left for this partition."""
+def clear_clip(run_dir: str) -> dict[str, Any]:
+    """CLIP is off: remove what an earlier run with it on left, in one task for the run."""
     run = RunDir(run_dir)
-    for path in (run.clip_scores(part), run.image_embeddings(part), run.text_embeddings(part)):
-        path.unlink(missing_ok=True)
-    return {"partition": part, "samples": 0, "model": None}
+    removed = 0
+    for part in run.partitions():
+        for path in (run.clip_scores(part), run.image_embeddings(part), run.text_embeddings(part)):
+            removed += path.exists()
+            path.unlink(missing_ok=True)
+    return {"removed": removed}
 
 
 def _plan(p: Plan) -> list[Task]:
     run, cfg = p.run, p.cfg.clip
     root = str(run.root)
     if not cfg.enabled:
-        return [Task(part, clear_clip, (root, part), digest("off")) for part in run.partitions()]
+        return [Task("off", clear_clip, (root,), digest("off"))]
     key = model_key(cfg)
     return [
         Task(
