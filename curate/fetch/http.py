@@ -9,11 +9,14 @@ truncated bodies) are retried, with exponential backoff and jitter honouring Ret
 
 from __future__ import annotations
 
+import io
 import random
 import re
 import threading
 import time
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -32,6 +35,7 @@ from curate.errors import SampleFailure
 from curate.fetch.politeness import DomainLimiter, RobotsCache
 from curate.fetch.safety import AddressGuard, Resolver
 from curate.fetch.transport import Watchdog, guarded_pool_manager
+from curate.io.atomic import atomic_open
 
 __all__ = [
     "RETRY_FAILED_REASONS",
@@ -162,7 +166,9 @@ class Fetcher:
                         continue
                     if resp.status >= 300:
                         return max(resp.status, 404) if resp.status < 400 else resp.status, b""
-                    return resp.status, self._read_body(resp, deadline, _ROBOTS_MAX)
+                    buf = io.BytesIO()
+                    self._read_body(resp, deadline, _ROBOTS_MAX, buf)
+                    return resp.status, buf.getvalue()
                 finally:
                     _release(resp)
         return 404, b""  # more than five redirects: unavailable, which RFC 9309 treats as 4xx
@@ -205,12 +211,12 @@ class Fetcher:
         except HTTPError as err:
             raise _classify(err) from None
 
-    def _read_body(self, resp: BaseHTTPResponse, deadline: float, cap: int) -> bytes:
-        """Stream under the cap and the deadline; never keep a partial body."""
+    def _read_body(self, resp: BaseHTTPResponse, deadline: float, cap: int, sink: BinaryIO) -> int:
+        """Stream into `sink` under the cap and the deadline; returns the size. A failure
+        leaves a partial body in the sink, which the caller discards."""
         length = resp.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > cap:
             raise SampleFailure("too_large", f"Content-Length {length} > max_bytes={cap}")
-        parts: list[bytes] = []
         size = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -231,13 +237,13 @@ class Fetcher:
             except (urllib3.exceptions.ProtocolError, OSError) as err:
                 raise SampleFailure("truncated", str(err)) from None
             if not chunk:
-                return b"".join(parts)
+                return size
             size += len(chunk)
             if size > cap:
                 raise SampleFailure("too_large", f"body passed max_bytes={cap}")
-            parts.append(chunk)
+            sink.write(chunk)
 
-    def _attempt(self, url: str) -> bytes:
+    def _attempt(self, url: str, sink: BinaryIO, cap: int) -> int:
         deadline = time.monotonic() + self.cfg.total_timeout_s
         timed_out = SampleFailure(
             "timeout",
@@ -246,16 +252,16 @@ class Fetcher:
         )  # one text for every timeout, so reruns write the same ledger bytes
         with Watchdog(self.cfg.total_timeout_s) as dog:
             try:
-                body = self._hops(url, deadline)
+                size = self._hops(url, deadline, sink, cap)
             except SampleFailure as failure:
                 if dog.expired or failure.reason == "timeout":
                     raise timed_out from None
                 raise
         if dog.expired:  # a close-delimited body cut by the watchdog looks complete
             raise timed_out
-        return body
+        return size
 
-    def _hops(self, url: str, deadline: float) -> bytes:
+    def _hops(self, url: str, deadline: float, sink: BinaryIO, cap: int) -> int:
         current = url
         for hop in range(self.cfg.max_redirects + 1):
             host, origin = self._check_hop(current, hop)
@@ -275,20 +281,35 @@ class Fetcher:
                     tags = resp.headers.getlist("X-Robots-Tag")
                     if is_opted_out(tags, self.cfg.user_agent, self.directives):
                         raise SampleFailure("optout", "X-Robots-Tag: " + ", ".join(tags))
-                    body = self._read_body(resp, deadline, self.cfg.max_bytes)
+                    size = self._read_body(resp, deadline, cap, sink)
                 finally:
                     _release(resp)
-            if not body:
+            if not size:
                 raise SampleFailure("empty", "zero-byte body")
-            return body
+            return size
         raise SampleFailure("too_many_redirects", f"more than {self.cfg.max_redirects} redirects")
 
     def fetch(self, url: str) -> bytes:
-        """Fetch one URL, retrying transient failures with backoff and jitter."""
+        """Fetch one URL into memory, under `max_bytes`."""
+        buf = io.BytesIO()
+        self._fetch_into(url, buf, self.cfg.max_bytes)
+        return buf.getvalue()
+
+    def fetch_to(self, url: str, path: Path, max_bytes: int) -> int:
+        """Stream one URL into `path` (written as path.tmp, renamed when whole), never held
+        in memory: for media of any length under `max_bytes`. Returns the size."""
+        with atomic_open(path) as f:
+            return self._fetch_into(url, f, max_bytes)
+
+    def _fetch_into(self, url: str, sink: BinaryIO, cap: int) -> int:
+        """Fetch into `sink`, retrying transient failures with backoff and jitter; each
+        attempt starts the sink afresh."""
         attempt = 0
         while True:
+            sink.seek(0)
+            sink.truncate()
             try:
-                return self._attempt(url)
+                return self._attempt(url, sink, cap)
             except SampleFailure as failure:
                 if failure.reason not in TRANSIENT_REASONS or attempt >= self.cfg.retries:
                     raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -175,3 +176,26 @@ def test_retry_after_beyond_the_cap_gives_up_at_once(web: SyntheticWeb, server: 
     path = f"/fault/retry-after/1/{first_file(web)}"
     assert reason(server.base_url + path) == "http_503"
     assert server.hits(path) == 1 + CFG.retries  # within the cap: retried
+
+
+def test_fetch_to_streams_into_a_file_and_leaves_nothing_on_failure(
+    web: SyntheticWeb, server: WebServer, tmp_path: Path
+) -> None:
+    name = first_file(web)
+    fetcher = Fetcher(CFG)
+    dest = tmp_path / "media" / "a.bin"
+    size = fetcher.fetch_to(f"{server.base_url}/fault/flaky/1/{name}?to", dest, 5_000_000)
+    assert (
+        dest.read_bytes() == (web.root / "files" / name).read_bytes()
+        and size == dest.stat().st_size
+    )
+    for url, cap, why in [
+        (f"{server.base_url}/fault/big/{name}", 10_000_000, "too_large"),
+        (f"{server.base_url}/img/{name}", 100, "too_large"),  # a per-modality cap
+        (f"{server.base_url}/fault/truncated/{name}", 5_000_000, "truncated"),
+    ]:
+        out = tmp_path / f"{why}-{cap}.bin"
+        with pytest.raises(SampleFailure) as exc:
+            fetcher.fetch_to(url, out, cap)
+        assert exc.value.reason == why
+        assert not out.exists() and not out.with_name(out.name + ".tmp").exists()
