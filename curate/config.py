@@ -26,6 +26,7 @@ __all__ = [
     "PipelineConfig",
     "ShardsConfig",
     "TableSource",
+    "VideoConfig",
     "config_hash",
     "fetch_hash",
     "load_config",
@@ -264,6 +265,34 @@ class EngineConfig(_Model):
     )
 
 
+class VideoConfig(_Model):
+    """Video corpora: each input video becomes clips cut at its timed text (issue 10)."""
+
+    text_column: str | None = Field(
+        default="subtitles",
+        description="Source column naming an SRT, WebVTT or JSON transcript (URL or path); "
+        "null: the caption covers the whole video.",
+    )
+    min_clip_s: float = Field(default=2.0, gt=0)
+    max_clip_s: float = Field(default=20.0, gt=0)
+    cut: Literal["reencode"] = "reencode"
+    side: int = Field(default=360, ge=16, description="Shorter side of the clip video, at most.")
+    fps: float | None = Field(default=None, gt=0, description="null: the source's rate.")
+    crf: int = Field(default=23, ge=0, le=51)
+    frames: int = Field(default=8, ge=1, le=100, description="Frames sampled per clip.")
+    sample_rate: int = Field(default=16000, ge=8000, le=48000)
+    max_bytes: int = Field(default=2_000_000_000, ge=1, description="Per video, streamed.")
+    max_text_bytes: int = Field(default=5_000_000, ge=1)
+    max_duration_s: float = Field(default=4 * 3600, gt=0)
+    probe_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> VideoConfig:
+        if self.min_clip_s > self.max_clip_s:
+            raise ValueError("min_clip_s must not exceed max_clip_s")
+        return self
+
+
 class PipelineConfig(_Model):
     """A whole pipeline: sources, then one section per stage."""
 
@@ -277,6 +306,9 @@ class PipelineConfig(_Model):
     filters: FilterConfig = FilterConfig()
     shards: ShardsConfig = ShardsConfig()
     engine: EngineConfig = EngineConfig()
+    video: VideoConfig | None = Field(
+        default=None, description="Set for a video corpus (clips); null: images."
+    )
 
     @model_validator(mode="after")
     def _needs_clip(self) -> PipelineConfig:
@@ -368,12 +400,17 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
 
 # The sections that decide which bytes are fetched and stored: a change to one of them
 # means a new download; every other section only redoes the stages that read it.
-FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image"})
+FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image", "video"})
+
+
+def _unset(cfg: PipelineConfig) -> set[str]:
+    """Optional sections left out, so adding one keeps existing pipelines' hashes."""
+    return {"video"} if cfg.video is None else set()
 
 
 def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:
     """Stable hash of what decides the fetched bytes (plus an input fingerprint)."""
-    data = cfg.model_dump(mode="json", include=set(FETCH_SECTIONS))
+    data = cfg.model_dump(mode="json", include=set(FETCH_SECTIONS) - _unset(cfg))
     payload = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -381,6 +418,6 @@ def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:
 def config_hash(cfg: PipelineConfig, extra: str = "") -> str:
     """Stable hash of the resolved config (plus an input fingerprint) for resume checks."""
     # Engine settings change where work runs, never what it writes, so they stay out.
-    data = cfg.model_dump(mode="json", exclude={"engine"})
+    data = cfg.model_dump(mode="json", exclude={"engine"} | _unset(cfg))
     payload = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(payload.encode()).hexdigest()

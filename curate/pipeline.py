@@ -31,10 +31,11 @@ from curate.ledger import LEDGER
 from curate.rundir import RunDir, partition_name
 from curate.shards.stage import MANIFEST, SHARDS
 from curate.tables import write_table
+from curate.video.stage import CLIPS
 
 __all__ = ["STAGES", "RunResult", "members", "run"]
 
-STAGES: list[Stage] = [FETCH, FEATURES, CLIP, DEDUP, FILTER, SHARDS, MANIFEST, LEDGER]
+STAGES: list[Stage] = [FETCH, CLIPS, FEATURES, CLIP, DEDUP, FILTER, SHARDS, MANIFEST, LEDGER]
 
 
 @dataclass(frozen=True)

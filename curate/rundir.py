@@ -104,6 +104,13 @@ class RunDir:
     def text_embeddings(self, part: str) -> Path:
         return self.root / "features" / f"{part}.txt.npy"
 
+    def media_dir(self, part: str) -> Path:
+        """Where a partition's media files are streamed while their clips are cut."""
+        return self.root / "raw" / f"{part}.media"
+
+    def media(self, part: str, uid: str) -> Path:
+        return self.media_dir(part) / uid
+
     def ledger(self, part: str) -> Path:
         return self.root / "ledger" / f"{part}.parquet"
 

@@ -22,6 +22,7 @@ STAGE_PACKAGES = (
     "curate.filters",
     "curate.shards",
     "curate.ledger",
+    "curate.video",
 )
 DRIVERS = ("curate.pipeline", "curate.cli", "curate.demo", "curate.__main__")
 STAGE_MODULES = (
@@ -31,6 +32,7 @@ STAGE_MODULES = (
     "curate.dedup.stage",
     "curate.filters.stage",
     "curate.shards.stage",
+    "curate.video.stage",
 )
 
 

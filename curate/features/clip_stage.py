@@ -20,14 +20,13 @@ from curate.config import ClipConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest
 from curate.features.clip import encode_images, encode_texts, scores
 from curate.features.clip_model import TINY_MODEL, load_clip, tiny_checkpoint
+from curate.features.rows import preview
 from curate.io.atomic import atomic_open
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.tables import CLIP_SCHEMA, write_table
 
 __all__ = ["CLIP", "clip_partition", "model_key"]
-
-_IMAGE_EXTS = ("jpg", "png", "webp")
 
 
 # Bump when the embedding or scoring code changes what it writes.
@@ -71,7 +70,7 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     images: dict[str, bytes] = {}
     for key, members in iter_tar_samples(run.raw_tar(part)):
         if key in wanted:
-            images[key] = next(members[e] for e in _IMAGE_EXTS if e in members)
+            images[key] = preview(key, members)
     cm = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
     img = encode_images(cm, (images[u] for u in uids), cfg.batch_size)
     txt = encode_texts(cm, [captions[u] for u in uids])

@@ -9,6 +9,7 @@ and writes them with `write_features`, reporting the features stage's task as co
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import polars as pl
@@ -25,6 +26,7 @@ __all__ = [
     "feature_row",
     "features_inputs",
     "features_partition",
+    "preview",
     "write_features",
 ]
 
@@ -32,6 +34,7 @@ __all__ = [
 # 2: in-source images have no url_caption_hash.
 FEATURES_VERSION = "2"
 _IMAGE_EXTS = ("jpg", "png", "webp")
+_FRAME = re.compile(r"f\d{2}\.jpg")  # a clip's sampled frames: f00.jpg, f01.jpg, ...
 
 
 def features_inputs(raw_sha256: str) -> str:
@@ -51,12 +54,20 @@ def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
+def preview(uid: str, members: dict[str, bytes]) -> bytes:
+    """The image that stands for a sample: its image member, or a clip's middle frame."""
+    ext = next((e for e in _IMAGE_EXTS if e in members), None)
+    if ext is not None:
+        return members[ext]
+    frames = sorted(m for m in members if _FRAME.fullmatch(m))
+    if not frames:
+        raise ValueError(f"raw sample {uid} has no image or frame member ({sorted(members)})")
+    return members[frames[len(frames) // 2]]
+
+
 def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
     """One ok sample's features from its raw-table record and its stored members."""
-    ext = next((e for e in _IMAGE_EXTS if e in members), None)
-    if ext is None:
-        raise ValueError(f"raw sample {record['uid']} has no image member ({sorted(members)})")
-    data = members[ext]
+    data = preview(record["uid"], members)
     ph, thumb = signature(data)
     return {
         "uid": record["uid"],

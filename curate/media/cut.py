@@ -55,6 +55,8 @@ class CutClip:
     frames: list[tuple[float, bytes]] = field(default_factory=list)
     video_frames: int = 0
     video_fps: float = 0.0
+    width: int = 0
+    height: int = 0
     first_frame: float | None = None
     audio_samples: int = 0
     sample_rate: int = 16000
@@ -187,6 +189,7 @@ def cut_clips(
     for c, writer, pieces in zip(clips, writers, audio, strict=True):
         if writer is not None:
             c.video_frames, c.video_fps = writer.count, float(fps or 0)
+            c.width, c.height = writer.size
             c.video = writer.close()
         if au is not None:
             samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -29,7 +29,20 @@ _SLOW_INTERVAL_S = 0.5
 _SLOW_GIVE_UP_S = 60.0
 _MAX_HOPS = 50
 _NAME = re.compile(r"^[0-9a-z_][0-9a-z_.]*$")
-_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".m4a": "audio/mp4",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".srt": "application/x-subrip",
+    ".vtt": "text/vtt",
+    ".json": "application/json",
+}
 _HTML = (
     b"<!DOCTYPE html><html><head><title>Gallery</title></head><body>"
     + (b"<p>This image has moved. Please enable JavaScript.</p>" * 8)

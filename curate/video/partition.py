@@ -1,0 +1,203 @@
+"""The clips stage over one partition: input videos in, clip samples in the raw tar out.
+
+Per input row: the video is streamed to a file under the run directory (the same guarded,
+polite fetcher as images, with its own byte cap), passed through the probe gate, its timed
+text fetched and parsed (or its caption used for the whole video), clips planned and cut in
+one pass, each clip checked. Every clip that passes is a sample with a derived uid
+(`<input uid>_<kkkkk>`); a clip that fails a check is a `misaligned` row; an input that fails
+earlier is one row with its reason. The media file is removed once its clips are written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.config import PipelineConfig, VideoConfig
+from curate.errors import SampleFailure
+from curate.features.rows import feature_row, features_inputs, write_features
+from curate.fetch.http import Fetcher, get_fetcher
+from curate.media.clips import plan_clips
+from curate.media.cut import CutClip, CutSettings, checks, cut_clips
+from curate.media.probe import MediaInfo, ProbeLimits, probe
+from curate.media.timedtext import TimedText, parse_json_transcript, parse_subtitles, whole
+from curate.rundir import RunDir
+from curate.shards.tar import TarShardWriter
+from curate.tables import RAW_SCHEMA, derived_uid, sample_json, write_table
+
+__all__ = ["clip_members", "clips_partition"]
+
+Sample = tuple[dict[str, Any], dict[str, bytes] | None]
+
+
+def clip_members(cfg: VideoConfig) -> tuple[str, ...]:
+    """Every clip sample's tar members: video, audio, text, json and the sampled frames."""
+    return ("mp4", "flac", "txt", "json", *(f"f{k:02d}.jpg" for k in range(cfg.frames)))
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    record = {k: row[k] for k in ("uid", "source", "url", "path", "caption")}
+    record.update(status="ok", reason=None, detail=None, stage="clips")
+    return {**dict.fromkeys(RAW_SCHEMA), **record}
+
+
+def _media(row: dict[str, Any], dest: Path, v: VideoConfig, fetcher: Fetcher) -> Path:
+    """The input's video as a local file: streamed from its URL, or its own path."""
+    if row["path"] is not None:
+        path = Path(row["path"])
+        size = path.stat().st_size if path.is_file() else -1
+        if size < 0:
+            raise SampleFailure("read_error", f"{path}: no such file")
+        if size > v.max_bytes:
+            raise SampleFailure("too_large", f"{size} bytes > video.max_bytes={v.max_bytes}")
+        return path
+    if row["image"] is not None:  # in-source bytes
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(bytes(row["image"]))
+        return dest
+    if not (row["url"] or "").strip():
+        raise SampleFailure("bad_url", "no URL")
+    fetcher.fetch_to(row["url"].strip(), dest, v.max_bytes)
+    return dest
+
+
+def _timed_text(
+    row: dict[str, Any], info: MediaInfo, v: VideoConfig, fetcher: Fetcher
+) -> TimedText:
+    """The row's cues from its text column's file, else its caption over the whole video."""
+    extra = json.loads(row["extra"] or "{}")
+    locator = extra.get(v.text_column) if v.text_column else None
+    if not locator:
+        return whole(row["caption"], info.duration)
+    locator = str(locator).strip()
+    if locator.startswith(("http://", "https://")):
+        data = fetcher.fetch(locator)
+    else:
+        p = Path(locator)
+        if not p.is_file():
+            raise SampleFailure("subtitles_missing", f"{locator}: no such file")
+        data = p.read_bytes()
+    if len(data) > v.max_text_bytes:
+        raise SampleFailure("too_large", f"timed text of {len(data)} bytes")
+    suffix = locator.lower().rsplit(".", 1)[-1].split("?")[0]
+    head = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:6]
+    if suffix == "json" or head.startswith(b"["):
+        return parse_json_transcript(data)
+    return parse_subtitles(data, "vtt" if suffix == "vtt" or head == b"WEBVTT" else "srt")
+
+
+def _clip_json(
+    row: dict[str, Any], rec: dict[str, Any], clip: CutClip, ok: dict[str, bool]
+) -> bytes:
+    """The clip's json member: SampleMeta's fields, then where it came from and its checks."""
+    p = clip.plan
+    extra = {
+        **json.loads(row["extra"] or "{}"),
+        "parent": row["uid"],
+        "clip": p.index,
+        "start": round(p.start, 6),
+        "end": round(p.end, 6),
+        "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in p.cues],
+        "frame_times": [round(t, 6) for t, _ in clip.frames],
+        "checks": ok,
+    }
+    return sample_json({"extra": json.dumps(extra)}, rec)
+
+
+def _clips(
+    row: dict[str, Any], cfg: PipelineConfig, v: VideoConfig, run: RunDir, part: str, f: Fetcher
+) -> list[Sample]:
+    """One input row to its clip samples (or raise SampleFailure for the whole input)."""
+    dest = run.media(part, row["uid"])
+    try:
+        path = _media(row, dest, v, f)
+        limits = ProbeLimits(max_duration_s=v.max_duration_s, timeout_s=v.probe_timeout_s)
+        info = probe(path, need_video=True, need_audio=True, limits=limits)
+        tt = _timed_text(row, info, v, f)
+        plans, notes = plan_clips(tt, info.duration, v.min_clip_s, v.max_clip_s)
+        if not plans:
+            raise SampleFailure("no_clips", "; ".join(notes) or "no timed text inside the video")
+        settings = CutSettings(
+            side=v.side, fps=v.fps, crf=v.crf, frames=v.frames, sample_rate=v.sample_rate
+        )
+        cut = cut_clips(path, plans, settings, cfg.image)
+    finally:
+        dest.unlink(missing_ok=True)
+    assert info.video is not None
+    samples: list[Sample] = []
+    for clip in cut:
+        rec = _record(row)
+        rec.update(uid=derived_uid(row["uid"], clip.plan.index), caption=clip.plan.text)
+        ok = checks(clip)
+        if not all(ok.values()) or clip.video is None or clip.audio is None:
+            failed = sorted(k for k, good in ok.items() if not good) or ["no video or audio"]
+            rec.update(status="failed", reason="misaligned", detail=", ".join(failed))
+            samples.append((rec, None))
+            continue
+        rec.update(
+            width=clip.width,
+            height=clip.height,
+            original_width=info.video.width,
+            original_height=info.video.height,
+            bytes=len(clip.video),
+        )
+        members = {"mp4": clip.video, "flac": clip.audio, "txt": clip.plan.text.encode()}
+        members["json"] = _clip_json(row, rec, clip, ok)
+        members.update({f"f{k:02d}.jpg": jpg for k, (_, jpg) in enumerate(clip.frames)})
+        samples.append((rec, members))
+    return samples
+
+
+def _row(
+    row: dict[str, Any], cfg: PipelineConfig, v: VideoConfig, run: RunDir, part: str, f: Fetcher
+) -> list[Sample]:
+    try:
+        return _clips(row, cfg, v, run, part, f)
+    except SampleFailure as failure:
+        rec = _record(row)
+        rec.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
+        return [(rec, None)]
+    except Exception as err:  # a decoder bug must not fail the partition
+        rec = _record(row)
+        rec.update(status="failed", reason="decode_error", detail=repr(err)[:500])
+        return [(rec, None)]
+
+
+def clips_partition(
+    cfg: PipelineConfig, run_dir: str, part: str, share: float = 1.0
+) -> dict[str, Any]:
+    """The clips stage's task: raw/NNNNN.{tar,parquet} of clip samples and failed inputs,
+    plus the partition's features (from each clip's middle frame)."""
+    v = cfg.video
+    assert v is not None, "the clips stage runs for video pipelines only"
+    run = RunDir(run_dir)
+    rows = pl.read_parquet(run.ingest(part)).to_dicts()
+    fetcher = get_fetcher(cfg.fetch, share)
+    with ThreadPoolExecutor(max_workers=max(1, min(cfg.fetch.threads, 4))) as pool:
+        results = list(pool.map(lambda r: _row(r, cfg, v, run, part, fetcher), rows))
+    shutil.rmtree(run.media_dir(part), ignore_errors=True)
+    records, features = [], []
+    with TarShardWriter(run.raw_tar(part)) as tar:
+        for samples in results:
+            for rec, members in samples:
+                records.append(rec)
+                if members is not None:
+                    tar.write(rec["uid"], members)
+                    features.append(feature_row(rec, members))
+    table = pl.DataFrame(records, schema=RAW_SCHEMA)
+    raw_sha256 = write_table(run.raw_table(part), table)
+    feats = write_features(run, part, features)
+    counts = table.group_by("reason").len().sort("reason", nulls_last=True)
+    return {
+        "partition": part,
+        "inputs": len(rows),
+        "ok": int((table["status"] == "ok").sum()),
+        "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
+        "raw_sha256": raw_sha256,
+        "completes": {"features": {"inputs": features_inputs(raw_sha256), "summary": feats}},
+    }
