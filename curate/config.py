@@ -23,10 +23,10 @@ __all__ = [
     "HFSource",
     "ImageConfig",
     "IngestConfig",
+    "MediaConfig",
     "PipelineConfig",
     "ShardsConfig",
     "TableSource",
-    "VideoConfig",
     "config_hash",
     "fetch_hash",
     "load_config",
@@ -265,9 +265,13 @@ class EngineConfig(_Model):
     )
 
 
-class VideoConfig(_Model):
-    """Video corpora: each input video becomes clips cut at its timed text (issue 10)."""
+class MediaConfig(_Model):
+    """Video or audio corpora: each input becomes clips (segments) cut at its timed text."""
 
+    kind: Literal["video", "audio"] = Field(
+        default="video",
+        description="video: clips with video, audio and frames; audio: audio segments.",
+    )
     text_column: str | None = Field(
         default="subtitles",
         description="Source column naming an SRT, WebVTT or JSON transcript (URL or path); "
@@ -276,18 +280,18 @@ class VideoConfig(_Model):
     min_clip_s: float = Field(default=2.0, gt=0)
     max_clip_s: float = Field(default=20.0, gt=0)
     cut: Literal["reencode"] = "reencode"
-    side: int = Field(default=360, ge=16, description="Shorter side of the clip video, at most.")
+    side: int = Field(default=360, ge=16, description="Shorter side of clip videos, at most.")
     fps: float | None = Field(default=None, gt=0, description="null: the source's rate.")
     crf: int = Field(default=23, ge=0, le=51)
     frames: int = Field(default=8, ge=1, le=100, description="Frames sampled per clip.")
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
-    max_bytes: int = Field(default=2_000_000_000, ge=1, description="Per video, streamed.")
+    max_bytes: int = Field(default=2_000_000_000, ge=1, description="Per input, streamed.")
     max_text_bytes: int = Field(default=5_000_000, ge=1)
     max_duration_s: float = Field(default=4 * 3600, gt=0)
     probe_timeout_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
-    def _bounds(self) -> VideoConfig:
+    def _bounds(self) -> MediaConfig:
         if self.min_clip_s > self.max_clip_s:
             raise ValueError("min_clip_s must not exceed max_clip_s")
         return self
@@ -306,13 +310,16 @@ class PipelineConfig(_Model):
     filters: FilterConfig = FilterConfig()
     shards: ShardsConfig = ShardsConfig()
     engine: EngineConfig = EngineConfig()
-    video: VideoConfig | None = Field(
-        default=None, description="Set for a video corpus (clips); null: images."
+    media: MediaConfig | None = Field(
+        default=None, description="Set for a video or audio corpus (clips); null: images."
     )
 
     @model_validator(mode="after")
     def _needs_clip(self) -> PipelineConfig:
-        """Rules that read CLIP scores or embeddings need the CLIP stage to make them."""
+        """Rules that read CLIP scores or embeddings need the CLIP stage to make them, and
+        the CLIP stage needs pictures."""
+        if self.clip.enabled and self.media is not None and self.media.kind == "audio":
+            raise ValueError("clip needs pictures: an audio corpus (media.kind: audio) has none")
         if not self.clip.enabled:
             f = self.filters
             if f.clip_min_score is not None or f.clip_top_fraction is not None:
@@ -400,12 +407,12 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
 
 # The sections that decide which bytes are fetched and stored: a change to one of them
 # means a new download; every other section only redoes the stages that read it.
-FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image", "video"})
+FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image", "media"})
 
 
 def _unset(cfg: PipelineConfig) -> set[str]:
     """Optional sections left out, so adding one keeps existing pipelines' hashes."""
-    return {"video"} if cfg.video is None else set()
+    return {"media"} if cfg.media is None else set()
 
 
 def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.clips.stage import CLIPS
 from curate.config import PipelineConfig, config_hash, fetch_hash, load_config, parse_config
 from curate.dedup.stage import DEDUP
 from curate.engine.cluster import dask_client
@@ -31,7 +32,6 @@ from curate.ledger import LEDGER
 from curate.rundir import RunDir, partition_name
 from curate.shards.stage import MANIFEST, SHARDS
 from curate.tables import write_table
-from curate.video.stage import CLIPS
 
 __all__ = ["STAGES", "RunResult", "members", "run"]
 

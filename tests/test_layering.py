@@ -22,7 +22,7 @@ STAGE_PACKAGES = (
     "curate.filters",
     "curate.shards",
     "curate.ledger",
-    "curate.video",
+    "curate.clips",
 )
 DRIVERS = ("curate.pipeline", "curate.cli", "curate.demo", "curate.__main__")
 STAGE_MODULES = (
@@ -32,7 +32,7 @@ STAGE_MODULES = (
     "curate.dedup.stage",
     "curate.filters.stage",
     "curate.shards.stage",
-    "curate.video.stage",
+    "curate.clips.stage",
 )
 
 

@@ -70,7 +70,10 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     images: dict[str, bytes] = {}
     for key, members in iter_tar_samples(run.raw_tar(part)):
         if key in wanted:
-            images[key] = preview(key, members)
+            image = preview(members)
+            if image is None:
+                raise ValueError(f"sample {key} has no picture to score")
+            images[key] = image
     cm = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
     img = encode_images(cm, (images[u] for u in uids), cfg.batch_size)
     txt = encode_texts(cm, [captions[u] for u in uids])

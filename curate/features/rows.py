@@ -54,20 +54,22 @@ def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
-def preview(uid: str, members: dict[str, bytes]) -> bytes:
-    """The image that stands for a sample: its image member, or a clip's middle frame."""
+def preview(members: dict[str, bytes]) -> bytes | None:
+    """The image that stands for a sample: its image member, a clip's middle frame, or
+    None (an audio segment)."""
     ext = next((e for e in _IMAGE_EXTS if e in members), None)
     if ext is not None:
         return members[ext]
     frames = sorted(m for m in members if _FRAME.fullmatch(m))
-    if not frames:
-        raise ValueError(f"raw sample {uid} has no image or frame member ({sorted(members)})")
-    return members[frames[len(frames) // 2]]
+    return members[frames[len(frames) // 2]] if frames else None
 
 
-def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any]:
-    """One ok sample's features from its raw-table record and its stored members."""
-    data = preview(record["uid"], members)
+def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any] | None:
+    """One ok sample's features from its raw-table record and its stored members; None for
+    a sample with no picture (audio), which the picture-based dedup and filters skip."""
+    data = preview(members)
+    if data is None:
+        return None
     ph, thumb = signature(data)
     return {
         "uid": record["uid"],
@@ -95,11 +97,11 @@ def features_partition(run_dir: str, part: str) -> dict[str, Any]:
     run = RunDir(run_dir)
     raw = pl.read_parquet(run.raw_table(part)).filter(pl.col("status") == "ok")
     records = {r["uid"]: r for r in raw.to_dicts()}
-    rows = [
+    found = [
         feature_row(records[key], members)
         for key, members in iter_tar_samples(run.raw_tar(part))
         if key in records
     ]
-    if len(rows) != len(records):
-        raise RuntimeError(f"{run.raw_tar(part)} holds {len(rows)} of {len(records)} ok samples")
-    return write_features(run, part, rows)
+    if len(found) != len(records):
+        raise RuntimeError(f"{run.raw_tar(part)} holds {len(found)} of {len(records)} ok samples")
+    return write_features(run, part, [row for row in found if row is not None])

@@ -13,7 +13,7 @@ __all__ = ["FETCH"]
 
 def _plan(p: Plan) -> list[Task]:
     run, cfg = p.run, p.cfg
-    if cfg.video is not None:
+    if cfg.media is not None:
         return []  # a video pipeline's inputs become clips in the clips stage
     share = 1.0 / max(1, p.workers)
     root = str(run.root)
@@ -34,7 +34,7 @@ def _plan(p: Plan) -> list[Task]:
 
 def _members(cfg: PipelineConfig) -> tuple[str, ...]:
     """Every image sample's tar members: the image, its caption and its json."""
-    return (cfg.image.encode_format, "json", "txt") if cfg.video is None else ()
+    return (cfg.image.encode_format, "json", "txt") if cfg.media is None else ()
 
 
 FETCH = Stage("fetch", _plan, members=_members)

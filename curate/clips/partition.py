@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.config import PipelineConfig, VideoConfig
+from curate.config import MediaConfig, PipelineConfig
 from curate.errors import SampleFailure
 from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
@@ -35,8 +35,11 @@ __all__ = ["clip_members", "clips_partition"]
 Sample = tuple[dict[str, Any], dict[str, bytes] | None]
 
 
-def clip_members(cfg: VideoConfig) -> tuple[str, ...]:
-    """Every clip sample's tar members: video, audio, text, json and the sampled frames."""
+def clip_members(cfg: MediaConfig) -> tuple[str, ...]:
+    """Every clip's tar members: video, audio, text, json and the sampled frames; an audio
+    segment's: audio, text and json."""
+    if cfg.kind == "audio":
+        return ("flac", "txt", "json")
     return ("mp4", "flac", "txt", "json", *(f"f{k:02d}.jpg" for k in range(cfg.frames)))
 
 
@@ -46,7 +49,7 @@ def _record(row: dict[str, Any]) -> dict[str, Any]:
     return {**dict.fromkeys(RAW_SCHEMA), **record}
 
 
-def _media(row: dict[str, Any], dest: Path, v: VideoConfig, fetcher: Fetcher) -> Path:
+def _media(row: dict[str, Any], dest: Path, v: MediaConfig, fetcher: Fetcher) -> Path:
     """The input's video as a local file: streamed from its URL, or its own path."""
     if row["path"] is not None:
         path = Path(row["path"])
@@ -67,7 +70,7 @@ def _media(row: dict[str, Any], dest: Path, v: VideoConfig, fetcher: Fetcher) ->
 
 
 def _timed_text(
-    row: dict[str, Any], info: MediaInfo, v: VideoConfig, fetcher: Fetcher
+    row: dict[str, Any], info: MediaInfo, v: MediaConfig, fetcher: Fetcher
 ) -> TimedText:
     """The row's cues from its text column's file, else its caption over the whole video."""
     extra = json.loads(row["extra"] or "{}")
@@ -110,43 +113,51 @@ def _clip_json(
 
 
 def _clips(
-    row: dict[str, Any], cfg: PipelineConfig, v: VideoConfig, run: RunDir, part: str, f: Fetcher
+    row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
 ) -> list[Sample]:
     """One input row to its clip samples (or raise SampleFailure for the whole input)."""
     dest = run.media(part, row["uid"])
     try:
         path = _media(row, dest, v, f)
         limits = ProbeLimits(max_duration_s=v.max_duration_s, timeout_s=v.probe_timeout_s)
-        info = probe(path, need_video=True, need_audio=True, limits=limits)
+        video = v.kind == "video"
+        info = probe(path, need_video=video, need_audio=True, limits=limits)
         tt = _timed_text(row, info, v, f)
         plans, notes = plan_clips(tt, info.duration, v.min_clip_s, v.max_clip_s)
         if not plans:
             raise SampleFailure("no_clips", "; ".join(notes) or "no timed text inside the video")
         settings = CutSettings(
-            side=v.side, fps=v.fps, crf=v.crf, frames=v.frames, sample_rate=v.sample_rate
+            side=v.side,
+            fps=v.fps,
+            crf=v.crf,
+            frames=v.frames if video else 0,
+            sample_rate=v.sample_rate,
+            video=video,
         )
         cut = cut_clips(path, plans, settings, cfg.image)
     finally:
         dest.unlink(missing_ok=True)
-    assert info.video is not None
     samples: list[Sample] = []
     for clip in cut:
         rec = _record(row)
         rec.update(uid=derived_uid(row["uid"], clip.plan.index), caption=clip.plan.text)
         ok = checks(clip)
-        if not all(ok.values()) or clip.video is None or clip.audio is None:
+        if not all(ok.values()) or (video and clip.video is None) or clip.audio is None:
             failed = sorted(k for k, good in ok.items() if not good) or ["no video or audio"]
             rec.update(status="failed", reason="misaligned", detail=", ".join(failed))
             samples.append((rec, None))
             continue
-        rec.update(
+        source = info.video
+        rec.update(  # an audio segment has no picture: its sizes are 0
             width=clip.width,
             height=clip.height,
-            original_width=info.video.width,
-            original_height=info.video.height,
-            bytes=len(clip.video),
+            original_width=source.width if source else 0,
+            original_height=source.height if source else 0,
+            bytes=len(clip.video or clip.audio),
         )
-        members = {"mp4": clip.video, "flac": clip.audio, "txt": clip.plan.text.encode()}
+        members = {"flac": clip.audio, "txt": clip.plan.text.encode()}
+        if clip.video is not None:
+            members["mp4"] = clip.video
         members["json"] = _clip_json(row, rec, clip, ok)
         members.update({f"f{k:02d}.jpg": jpg for k, (_, jpg) in enumerate(clip.frames)})
         samples.append((rec, members))
@@ -154,7 +165,7 @@ def _clips(
 
 
 def _row(
-    row: dict[str, Any], cfg: PipelineConfig, v: VideoConfig, run: RunDir, part: str, f: Fetcher
+    row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
 ) -> list[Sample]:
     try:
         return _clips(row, cfg, v, run, part, f)
@@ -173,7 +184,7 @@ def clips_partition(
 ) -> dict[str, Any]:
     """The clips stage's task: raw/NNNNN.{tar,parquet} of clip samples and failed inputs,
     plus the partition's features (from each clip's middle frame)."""
-    v = cfg.video
+    v = cfg.media
     assert v is not None, "the clips stage runs for video pipelines only"
     run = RunDir(run_dir)
     rows = pl.read_parquet(run.ingest(part)).to_dicts()
@@ -188,7 +199,9 @@ def clips_partition(
                 records.append(rec)
                 if members is not None:
                     tar.write(rec["uid"], members)
-                    features.append(feature_row(rec, members))
+                    row = feature_row(rec, members)
+                    if row is not None:  # audio segments have no picture to hash
+                        features.append(row)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     raw_sha256 = write_table(run.raw_table(part), table)
     feats = write_features(run, part, features)

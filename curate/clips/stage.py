@@ -4,16 +4,16 @@ images)."""
 
 from __future__ import annotations
 
+from curate.clips.partition import clip_members, clips_partition
 from curate.config import PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest
-from curate.video.partition import clip_members, clips_partition
 
 __all__ = ["CLIPS"]
 
 
 def _plan(p: Plan) -> list[Task]:
     run, cfg = p.run, p.cfg
-    if cfg.video is None:
+    if cfg.media is None:
         return []
     share = 1.0 / max(1, p.workers)
     return [
@@ -29,7 +29,7 @@ def _plan(p: Plan) -> list[Task]:
 
 
 def _members(cfg: PipelineConfig) -> tuple[str, ...]:
-    return clip_members(cfg.video) if cfg.video is not None else ()
+    return clip_members(cfg.media) if cfg.media is not None else ()
 
 
 CLIPS = Stage("clips", _plan, members=_members)

@@ -16,6 +16,7 @@ from conftest import FETCH
 from PIL import Image
 
 import curate
+from curate.clips.partition import clip_members
 from curate.pipeline import RunResult
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
@@ -31,7 +32,6 @@ from curate.testing.media import (
     segments_for,
     timed_text,
 )
-from curate.video.partition import clip_members
 
 GOOD = {
     "a.mp4": (segments_for([1.5, 1.0, 2.0]), "srt"),
@@ -82,7 +82,7 @@ def video_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, dict
             "ingest": {"samples_per_partition": 5},
             "fetch": FETCH,
             "image": {"size": 48, "resize_mode": "keep_ratio"},
-            "video": VIDEO,
+            "media": VIDEO,
             "dedup": {"enabled": False},
             "shards": {"samples_per_shard": 4},
             "engine": {"n_workers": 2, "stall_report_s": 120},
@@ -129,7 +129,7 @@ def test_written_clips_hold_their_own_segment(video_run: tuple[RunResult, dict[s
     assert validate_shards(run.shards_dir) == []
     manifest = json.loads(run.manifest.read_text())
     assert manifest["members"] == sorted(
-        clip_members(curate.load_config(res.output.parent / "p.yaml").video)
+        clip_members(curate.load_config(res.output.parent / "p.yaml").media)
     )  # type: ignore[arg-type]
     seen = 0
     for tar in run.shard_files():
