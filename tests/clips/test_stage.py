@@ -165,3 +165,25 @@ def test_written_clips_hold_their_own_segment(video_run: tuple[RunResult, dict[s
                 assert min(im.size) == 48
             seen += 1
     assert seen == 8
+
+
+def test_webdataset_reads_the_clip_shards_unchanged(
+    video_run: tuple[RunResult, dict[str, str]],
+) -> None:
+    import webdataset as wds
+
+    res, _ = video_run
+    tars = [str(p) for p in RunDir(res.output).shard_files()]
+    samples = list(wds.WebDataset(tars, shardshuffle=False, empty_check=False))
+    assert len(samples) == 8
+    for s in samples:
+        assert {k for k in s if not k.startswith("__")} == {
+            "mp4",
+            "flac",
+            "txt",
+            "json",
+            "f00.jpg",
+            "f01.jpg",
+            "f02.jpg",
+        }
+        assert json.loads(s["json"])["uid"] == s["__key__"]
