@@ -57,7 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from curate.demo import run_demo
+    from curate.demo import run_demo, run_video_demo
 
     t0 = time.perf_counter()
     res = run_demo(
@@ -68,7 +68,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         scheduler=args.scheduler,
     )
+    print("\nimage-text corpus")
     _print_result(res.output, res.funnel, time.perf_counter() - t0)
+    if args.no_video:
+        return 0
+    t1 = time.perf_counter()
+    video = run_video_demo(
+        args.output, overwrite=True, progress=not args.quiet, scheduler=args.scheduler
+    )
+    print("\nvideo-text corpus (subtitle clips: mp4, flac, txt, json, frames)")
+    _print_result(video.output, video.funnel, time.perf_counter() - t1)
     return 0
 
 
@@ -186,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-n", "--items", type=int, default=300, help="synthetic items to generate")
     d.add_argument("--config", help="pipeline YAML (default: pipelines/demo.yaml)")
     d.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
+    d.add_argument("--no-video", action="store_true", help="skip the video-text corpus")
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(fn=_cmd_demo)
 

@@ -8,12 +8,12 @@ from curate.config import PipelineConfig, load_config
 from curate.errors import ConfigError
 from curate.pipeline import RunResult, run
 
-__all__ = ["default_demo_config", "run_demo"]
+__all__ = ["default_demo_config", "run_demo", "run_video_demo"]
 
 
-def default_demo_config() -> Path:
-    """pipelines/demo.yaml of the checkout this package runs from."""
-    path = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+def default_demo_config(name: str = "demo.yaml") -> Path:
+    """pipelines/<name> of the checkout this package runs from."""
+    path = Path(__file__).resolve().parents[1] / "pipelines" / name
     if not path.exists():
         raise ConfigError(f"{path}: demo config not found; pass --config")
     return path
@@ -38,3 +38,36 @@ def run_demo(
         source = cfg.sources[0].model_copy(update={"path": str(urls)})
         cfg = cfg.model_copy(update={"sources": [source]})
         return run(cfg, out / "corpus", scheduler=scheduler, overwrite=overwrite, progress=progress)
+
+
+def run_video_demo(
+    out: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    scheduler: str | None = None,
+) -> RunResult:
+    """Generate `out/video-web`, serve it, and cut `out/video-corpus`, offline."""
+    import polars as pl
+
+    from curate.testing import serve_web
+    from curate.testing.media import build_video_web
+
+    out = Path(out).resolve()
+    cfg: PipelineConfig = load_config(default_demo_config("demo_video.yaml"))
+    web = out / "video-web"
+    rows = build_video_web(web)
+    with serve_web(web, max_seconds=1800) as server:
+        base = server.base_url
+        table = pl.DataFrame(
+            {
+                "url": [base + str(r["route"]) for r in rows],
+                "caption": [r["caption"] for r in rows],
+                "subtitles": [base + str(r["subtitles"]) if r["subtitles"] else None for r in rows],
+            }
+        )
+        urls = web / "videos.parquet"
+        table.write_parquet(urls)
+        source = cfg.sources[0].model_copy(update={"path": str(urls)})
+        cfg = cfg.model_copy(update={"sources": [source]})
+        corpus = out / "video-corpus"
+        return run(cfg, corpus, scheduler=scheduler, overwrite=overwrite, progress=progress)

@@ -142,6 +142,20 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
     )
     assert check.returncode == 1 and "FAIL 00000.tar" in check.stdout
 
+    # the video-text corpus beside it: subtitle clips, broken videos with their reasons
+    assert "video-text corpus" in proc.stdout
+    videos = curate.open_ledger(out / "video-corpus").collect()
+    failed = videos.filter(pl.col("status") == "failed")
+    assert sorted(failed["reason"]) == ["media_unreadable", "no_video_stream", "not_media"]
+    assert videos.filter(pl.col("status") == "written").height == 8
+    check = subprocess.run(
+        [sys.executable, "-m", "curate", "validate", str(out / "video-corpus" / "shards")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0 and check.stdout.startswith("ok:")
+
 
 def test_replaced_local_image_or_empty_input_is_refused(tmp_path: Path) -> None:
     from curate.errors import ConfigMismatchError, IngestError

@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "Segment",
+    "build_video_web",
     "claim_duration",
     "cut_before_moov",
     "make_audio",
@@ -227,3 +228,39 @@ def _claim_in_headers(data: bytearray, seconds: float) -> None:
                 entry = at + 12 + 12 * k
                 data[entry : entry + 4] = struct.pack(">I", min(2**32 - 1, round(seconds * movie)))
         at = data.find(b"elst", at + 4)
+
+
+# (file name, segment lengths, colour offset, timed text format or None for a whole caption)
+_DEMO = [
+    ("cooking.mp4", [2.0, 2.5, 1.5], 0, "srt"),
+    ("garden.webm", [3.0, 2.0], 2, "vtt"),
+    ("workshop.mp4", [1.5, 1.5, 2.0, 2.5], 1, "json"),
+    ("sunset.mp4", [4.0], 3, None),
+]
+
+
+def build_video_web(root: Path) -> list[dict[str, str | None]]:
+    """A small video web under root/files: good videos with SRT, WebVTT or JSON timings (or a
+    whole-video caption) and broken ones (an MP4 cut before its moov atom, random bytes, an
+    audio-only file). Returns rows of `route`, `caption`, `subtitles` (a route or None)."""
+    files = root / "files"
+    rows: list[dict[str, str | None]] = []
+    for name, lengths, offset, fmt in _DEMO:
+        segs = segments_for(lengths, offset)
+        make_video(files / name, segs, size=(320, 240), fps=12)
+        subtitles = None
+        if fmt is not None:
+            subtitles = f"/img/{Path(name).stem}.{fmt}"
+            (files / f"{Path(name).stem}.{fmt}").write_bytes(timed_text(segs, fmt))
+        caption = segs[0].text if fmt is None else f"{Path(name).stem} video"
+        rows.append({"route": f"/img/{name}", "caption": caption, "subtitles": subtitles})
+    cut_before_moov(files / "cooking.mp4", files / "cut.mp4")
+    (files / "noise.mp4").write_bytes(bytes(range(256)) * 64)
+    make_audio(files / "podcast.m4a", segments_for([3.0]))
+    for name, caption in (
+        ("cut.mp4", "a download cut before its moov atom"),
+        ("noise.mp4", "random bytes named .mp4"),
+        ("podcast.m4a", "audio only, in a video corpus"),
+    ):
+        rows.append({"route": f"/img/{name}", "caption": caption, "subtitles": "/img/cooking.srt"})
+    return rows
