@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from curate.config import MediaConfig, PipelineConfig
+from curate.engine.threads import bounded_map
 from curate.errors import SampleFailure
 from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
+from curate.fetch.partition import row_budget
 from curate.media.clips import plan_clips
 from curate.media.cut import CutClip, CutSettings, checks, cut_clips
 from curate.media.probe import MediaInfo, ProbeLimits, probe
@@ -164,6 +165,13 @@ def _clips(
     return samples
 
 
+def _stuck(row: dict[str, Any], budget: float) -> Sample:
+    rec = _record(row)
+    detail = f"no result within {budget:g}s; the stuck download/probe/cut thread was abandoned"
+    rec.update(status="failed", reason="timeout", detail=detail)
+    return rec, None
+
+
 def _row(
     row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
 ) -> list[Sample]:
@@ -189,8 +197,18 @@ def clips_partition(
     run = RunDir(run_dir)
     rows = pl.read_parquet(run.ingest(part)).to_dicts()
     fetcher = get_fetcher(cfg.fetch, share)
-    with ThreadPoolExecutor(max_workers=max(1, min(cfg.fetch.threads, 4))) as pool:
-        results = list(pool.map(lambda r: _row(r, cfg, v, run, part, fetcher), rows))
+    # Generous on purpose: a download at its deadlines, the probe, then cutting at no less
+    # than half real time. It catches wedged threads, not slow videos.
+    budget = row_budget(cfg, share) + v.probe_timeout_s + 2 * v.max_duration_s
+    threads = max(1, min(cfg.fetch.threads, 4))
+    results = [
+        samples if samples is not None else [_stuck(row, budget)]
+        for row, samples in zip(
+            rows,
+            bounded_map(lambda r: _row(r, cfg, v, run, part, fetcher), rows, threads, budget),
+            strict=True,
+        )
+    ]
     shutil.rmtree(run.media_dir(part), ignore_errors=True)
     records, features = [], []
     with TarShardWriter(run.raw_tar(part)) as tar:

@@ -9,17 +9,13 @@ task for this partition as complete, so that stage need not read the tar again.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from curate.config import PipelineConfig
+from curate.engine.threads import bounded_map
 from curate.errors import SampleFailure
 from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
@@ -69,32 +65,6 @@ def _stuck(row: dict[str, Any], budget: float) -> Result:
     detail = f"no result within {budget:g}s; the stuck fetch/decode thread was abandoned"
     record.update(status="failed", reason="timeout", detail=detail)
     return record, None, None
-
-
-def _bounded(
-    futures: list[Future[Result]],
-    rows: list[dict[str, Any]],
-    started: dict[int, float],
-    budget: float,
-) -> Iterator[Result]:
-    """Results in input order; a row running longer than `budget` becomes a timeout row.
-
-    Timeouts inside the HTTP client should always fire first; this is the backstop for what
-    they cannot reach (a wedged decoder, a socket the watchdog never saw).
-    """
-    for i, fut in enumerate(futures):
-        while True:
-            begun = started.get(i)
-            wait = 1.0 if begun is None else max(0.0, begun + budget - time.monotonic())
-            try:
-                result = fut.result(timeout=wait)
-            except FutureTimeout:
-                if begun is not None:
-                    yield _stuck(rows[i], budget)
-                    break
-            else:
-                yield result
-                break
 
 
 def read_local(path: str, max_bytes: int) -> bytes:
@@ -177,36 +147,27 @@ def fetch_partition(
     previous = _previous(run, part, retry) if retry is not None else {}
     fetcher = get_fetcher(cfg.fetch, share)  # once per partition, shared by its threads
 
-    started: dict[int, float] = {}
-    lock = threading.Lock()
-
-    def work(i: int, row: dict[str, Any]) -> Result:
-        with lock:
-            started[i] = time.monotonic()
+    def work(row: dict[str, Any]) -> Result:
         record, members = previous.get(row["uid"]) or _process(row, cfg, fetcher)
         return record, members, None if members is None else feature_row(record, members)
 
     records: list[dict[str, Any]] = []
     features: list[dict[str, Any]] = []
     budget = row_budget(cfg, share)
-    pool = ThreadPoolExecutor(max_workers=cfg.fetch.threads)
-    futures = [pool.submit(work, i, row) for i, row in enumerate(rows)]
-    try:
-        # Results come in input order while later rows are still fetching, so images stream
-        # into the tar instead of the whole partition being held in memory.
-        with TarShardWriter(run.raw_tar(part)) as tar:
-            for record, members, feats in _bounded(futures, rows, started, budget):
-                records.append(record)
-                if members is not None and feats is not None:
-                    tar.write(record["uid"], members)
-                    features.append(feats)
-    finally:
-        # A stuck thread is left behind rather than waited for; the rest are finished.
-        pool.shutdown(wait=all(f.done() for f in futures), cancel_futures=True)
+    results = bounded_map(work, rows, cfg.fetch.threads, budget)
+    # Results come in input order while later rows are still fetching, so images stream
+    # into the tar instead of the whole partition being held in memory.
+    with TarShardWriter(run.raw_tar(part)) as tar:
+        for row, result in zip(rows, results, strict=True):
+            record, members, feats = result if result is not None else _stuck(row, budget)
+            records.append(record)
+            if members is not None and feats is not None:
+                tar.write(record["uid"], members)
+                features.append(feats)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     raw_sha256 = write_table(run.raw_table(part), table)
     counts = table.group_by("reason").len().sort("reason", nulls_last=True)
-    feats = write_features(run, part, features)
+    written = write_features(run, part, features)
     return {
         "partition": part,
         "inputs": table.height,
@@ -214,7 +175,7 @@ def fetch_partition(
         "failed": {r: int(n) for r, n in counts.iter_rows() if r is not None},
         "retried": len(rows) - len(previous) if retry is not None else 0,
         "raw_sha256": raw_sha256,
-        "completes": {"features": {"inputs": features_inputs(raw_sha256), "summary": feats}},
+        "completes": {"features": {"inputs": features_inputs(raw_sha256), "summary": written}},
     }
 
 
