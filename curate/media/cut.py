@@ -42,6 +42,7 @@ class CutSettings:
     sample_rate: int = 16000
     video: bool = True
     audio: bool = True
+    threads: int = 1  # the encoder's; 0 lets x264 choose (for fewer videos than cores)
 
 
 @dataclass
@@ -88,11 +89,16 @@ class _VideoWriter:
         assert isinstance(self.stream, av.VideoStream)
         self.stream.width, self.stream.height = self.size
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(s.crf), "preset": s.preset, "threads": "1"}
+        self.stream.options = {"crf": str(s.crf), "preset": s.preset, "threads": str(s.threads)}
         self.count = 0
 
     def write(self, frame: Any) -> None:
+        import av
+
         out = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+        # A decoded frame keeps its source picture type (I/P/B), which x264 would obey:
+        # every frame forced to the source's types, no B-frames, ~5x the bytes.
+        out.pict_type = av.video.frame.PictureType.NONE
         out.pts = self.count
         out.time_base = self.stream.codec_context.time_base or Fraction(1, 1)
         self.count += 1

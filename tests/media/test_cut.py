@@ -101,3 +101,19 @@ def test_checks_name_what_is_out_of_line() -> None:
         "frames_inside": False,
         "av_durations_agree": False,
     }
+
+
+def test_clips_are_encoded_with_their_own_frame_types(tmp_path: Path) -> None:
+    """Decoded frames keep the source's picture types; passed on, x264 obeys them (no
+    B-frames from an ultrafast source, ~5x the bytes). The cutter must clear them."""
+    src = make_video(tmp_path / "u.mp4", SEGMENTS[:2], (320, 240), 24, preset="ultrafast")
+    with av.open(str(src)) as c:
+        assert {av.video.frame.PictureType(f.pict_type).name for f in c.decode(video=0)} <= {
+            "I",
+            "P",
+        }
+    plan = ClipPlan(0, 0.0, 3.5, (Cue(0.0, 3.5, "x"),))
+    (clip,) = cut_clips(src, [plan], CutSettings(side=120, frames=1), IMAGE)
+    assert clip.video is not None
+    with av.open(io.BytesIO(clip.video)) as c:
+        assert "B" in {av.video.frame.PictureType(f.pict_type).name for f in c.decode(video=0)}
