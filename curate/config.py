@@ -56,10 +56,12 @@ class TableSource(_Model):
 
 
 class FolderSource(_Model):
-    """A local folder of images with optional sidecar `.txt` captions."""
+    """A local folder of images, videos or recordings with optional sidecar `.txt` captions;
+    videos and recordings also pair with a same-stem `.srt`, `.vtt` or `.json` transcript."""
 
     kind: Literal["folder"] = "folder"
     path: str
+    files: Literal["images", "videos", "audio"] = "images"
     name: str | None = None
 
 

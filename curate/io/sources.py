@@ -20,9 +20,20 @@ from curate.config import FolderSource, HFSource, TableSource
 from curate.errors import IngestError
 from curate.tables import INGEST_SCHEMA
 
-__all__ = ["IMAGE_SUFFIXES", "ingest", "make_uid", "read_source"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "ingest",
+    "make_uid",
+    "read_source",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".m4v", ".avi")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac")
+TIMED_TEXT_SUFFIXES = (".srt", ".vtt", ".json")
+_FOLDER_SUFFIXES = {"images": IMAGE_SUFFIXES, "videos": VIDEO_SUFFIXES, "audio": AUDIO_SUFFIXES}
 
 
 def make_uid(source: str, index: int, locator: str, caption: str | None) -> str:
@@ -134,12 +145,22 @@ def read_table(src: TableSource) -> pl.DataFrame:
     return _finish(out, src.name or Path(src.path).name, "url")
 
 
+def _sidecar(p: Path) -> str | None:
+    """A medium's same-stem timed text (.srt, then .vtt, then .json), if there is one."""
+    found = next(
+        (p.with_suffix(s) for s in TIMED_TEXT_SUFFIXES if p.with_suffix(s).is_file()), None
+    )
+    return str(found) if found else None
+
+
 def read_folder(src: FolderSource) -> pl.DataFrame:
-    """Images under a folder (recursively, sorted) with same-stem `.txt` captions."""
+    """Media under a folder (recursively, sorted) with same-stem `.txt` captions; videos and
+    recordings carry their same-stem transcript as the `subtitles` column."""
     root = Path(src.path)
     if not root.is_dir():
         raise IngestError(f"{root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    suffixes = _FOLDER_SUFFIXES[src.files]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     rel = [p.relative_to(root).as_posix() for p in files]
     captions = []
     for p in files:
@@ -152,7 +173,10 @@ def read_folder(src: FolderSource) -> pl.DataFrame:
             "path": [str(p) for p in files],
             "locator": rel,
             "caption": captions,
-            "extra": [json.dumps({"file": r}) for r in rel],
+            "extra": [
+                json.dumps({"file": r} if src.files == "images" else {"file": r, "subtitles": s})
+                for r, s in zip(rel, [_sidecar(p) for p in files], strict=True)
+            ],
         },
         schema={"path": pl.String, "locator": pl.String, "caption": pl.String, "extra": pl.String},
     )

@@ -178,3 +178,22 @@ def test_two_sources_with_the_same_name_are_refused(tmp_path: Path) -> None:
         ingest([TableSource(path=str(path)), TableSource(path=str(path))])
     both = ingest([TableSource(path=str(path)), TableSource(path=str(path), name="again")])
     assert both.height == 6
+
+
+def test_a_folder_of_videos_pairs_each_with_its_transcript(tmp_path: Path) -> None:
+    from curate.config import FolderSource
+
+    for name in ("a.mp4", "a.srt", "a.txt", "b.webm", "b.json", "c.mov", "c.vtt", "d.mkv", "x.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "a.txt").write_text("a cooking show")
+    df = read_source(FolderSource(path=str(tmp_path), files="videos"))
+    assert [json.loads(e)["file"] for e in df["extra"]] == ["a.mp4", "b.webm", "c.mov", "d.mkv"]
+    assert [json.loads(e)["subtitles"] for e in df["extra"]] == [
+        str(tmp_path / "a.srt"),
+        str(tmp_path / "b.json"),
+        str(tmp_path / "c.vtt"),
+        None,
+    ]
+    assert df["caption"].to_list() == ["a cooking show", None, None, None]
+    images = read_source(FolderSource(path=str(tmp_path)))
+    assert [json.loads(e) for e in images["extra"]] == [{"file": "x.jpg"}]
