@@ -98,8 +98,14 @@ def make_video(
     fps: int = 12,
     sample_rate: int = 16000,
     audio: bool = True,
+    texture: bool = False,
+    preset: str = "medium",
+    threads: int = 1,
 ) -> Path:
-    """An MP4 (H.264/AAC) or WebM (VP9/Opus), by suffix: each segment's colour and tone."""
+    """An MP4 (H.264/AAC) or WebM (VP9/Opus), by suffix: each segment's colour and tone.
+
+    `texture` lays a drifting grain over the colour (what a benchmark needs: flat frames
+    cost a codec almost nothing); the segment's colour stays its mean."""
     import av
 
     vcodec, acodec = _CODECS[path.suffix]
@@ -110,12 +116,19 @@ def make_video(
         assert isinstance(video, av.VideoStream)
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
-        video.options = {"crf": "30", "threads": "1"} if vcodec == "libx264" else {"threads": "1"}
+        video.options = {"threads": str(threads)}
+        if vcodec == "libx264":
+            video.options |= {"crf": "30", "preset": preset}
         sound = container.add_stream(acodec, rate=rate, layout="mono") if audio else None
         n = round(segments[-1].end * fps)
+        grain = _grain(size) if texture else None
         for i in range(n):
             pixels = np.empty((size[1], size[0], 3), np.uint8)
             pixels[:] = _at(segments, (i + 0.5) / fps).color
+            if grain is not None:
+                shifted = np.roll(grain, (i * 3, i * 5), axis=(0, 1))
+                pixels = np.clip(pixels.astype(np.int16) + shifted[..., None], 0, 255)
+                pixels = pixels.astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = i
             for packet in video.encode(frame):
@@ -125,6 +138,14 @@ def make_video(
         if sound is not None:
             _write_audio_stream(container, sound, _tone(segments, rate), rate)
     return path
+
+
+def _grain(size: tuple[int, int]) -> np.ndarray:
+    """A smooth random field in -40..40: blobs and edges that move, as in real footage."""
+    rng = np.random.default_rng(0)
+    coarse = rng.integers(-40, 41, (size[1] // 16 + 2, size[0] // 16 + 2)).astype(np.int16)
+    fine = np.kron(coarse, np.ones((16, 16), np.int16))[: size[1], : size[0]]
+    return fine + rng.integers(-6, 7, fine.shape).astype(np.int16)
 
 
 def make_audio(path: Path, segments: Sequence[Segment], sample_rate: int = 16000) -> Path:

@@ -1,0 +1,314 @@
+"""Clip cutting: curate's clips stage against video2dataset's method, same videos, same clips.
+
+What it measures. --minutes of synthetic 720p30 H.264/AAC video (default 10, in 2-minute
+files; textured frames whose colour and tone change at random times between 2 and 10 s, an
+SRT per file; made once with PyAV and cached in --workdir) are cut into the same subtitle
+clips by both tools, each with 2 cores:
+
+  curate       `python -m curate run` with a media: section (local paths, dedup and CLIP
+               off): one decode per video, every clip re-encoded frame-exactly (H.264 at
+               360p, CRF 23, veryfast), 16 kHz mono FLAC, 8 JPEG frames per clip, shards,
+               ledger.
+  video2dataset its clipping subsampler's method at precision "exact": per video, one
+               ffmpeg run of the segment muxer with forced keyframes for the video (scaled
+               to 360p, same codec settings), one for the audio (16 kHz mono FLAC), then one
+               ffmpeg run per clip for its 8 frames (its frame subsampler); 2 videos at a
+               time, clips written to tars. ffmpeg is imageio-ffmpeg's static build,
+               installed by this script into its own venv (video2dataset itself needs a
+               system ffmpeg and yt-dlp; its command lines are reproduced instead).
+
+Both get the clip spans curate plans from the subtitles, so the outputs match in count,
+bounds, codecs and sizes. Printed per tool: wall (whole process), clips/s, realtime factor
+(source seconds per wall second), CPU seconds and peak RSS of the process tree. --long
+also cuts one 1-hour 720p video with curate's cutter alone and prints its peak RSS: the
+streaming claim (goal: under 1 GB per worker). Left out: downloads (both read local files),
+copy-mode cutting, real footage (synthetic grain stands in for texture and motion).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FPS, SIZE, SIDE, FRAMES, CRF = 30, (1280, 720), 360, 8, 23
+
+
+def ffmpeg_exe(work: Path) -> str:
+    """imageio-ffmpeg's static ffmpeg, in a venv of its own (never curate's)."""
+    venv = work / "ffvenv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "--quiet", "imageio-ffmpeg"]
+        subprocess.run(pip, check=True)
+    code = "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def make_inputs(work: Path, minutes: float) -> list[tuple[Path, Path]]:
+    from curate.testing.media import Segment, make_video, segments_for, timed_text
+
+    folder = work / f"src-{minutes:g}min"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    pairs = []
+    for k in range(max(1, round(minutes / 2))):
+        video, srt = folder / f"v{k}.mp4", folder / f"v{k}.srt"
+        if not video.exists():
+            lengths, total = [], 0.0
+            while total < 120 - 10:
+                lengths.append(round(rng.uniform(2, 10), 2))
+                total += lengths[-1]
+            lengths.append(round(120 - total, 2))
+            segs: list[Segment] = segments_for(lengths, offset=k)
+            srt.write_bytes(timed_text(segs, "srt"))
+            tmp = video.with_suffix(".tmp.mp4")
+            make_video(tmp, segs, SIZE, FPS, texture=True, preset="ultrafast", threads=2)
+            tmp.rename(video)
+        pairs.append((video, srt))
+    return pairs
+
+
+def spans(srt: Path, duration: float) -> list[tuple[float, float]]:
+    from curate.media.clips import plan_clips
+    from curate.media.timedtext import parse_subtitles
+
+    plans, _ = plan_clips(parse_subtitles(srt.read_bytes(), "srt"), duration, 2.0, 20.0)
+    return [(p.start, p.end) for p in plans]
+
+
+def collate(clip_spans: list[tuple[float, float]]) -> tuple[str, list[int]]:
+    """video2dataset's segment times: a clip starting where the last ended adds only its end;
+    otherwise its start and end, and the segment between is skipped (its index too)."""
+    times: list[float] = []
+    idxs: list[int] = []
+    prev, n = 0.0, 0
+    for s, e in clip_spans:
+        if s == prev:
+            times.append(e)
+            idxs.append(n)
+            n += 1
+        else:
+            times += [s, e]
+            idxs.append(n + 1)
+            n += 2
+        prev = e
+    return ",".join(str(t) for t in times), idxs
+
+
+def measure(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Wall, CPU and peak RSS of a process tree (RSS summed over it, sampled every 0.1 s)."""
+    import psutil
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, t0 = 0, time.perf_counter()
+    with log.open("w") as fh:
+        proc = psutil.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        while proc.poll() is None:
+            rss = 0
+            with contextlib.suppress(psutil.Error):
+                for p in [proc, *proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        rss += p.memory_info().rss
+            peak = max(peak, rss)
+            time.sleep(0.1)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": cpu,
+        "rss": peak / 2**20,
+        "rc": proc.returncode,
+    }
+
+
+def curate_cmd(pairs: list[tuple[Path, Path]], out: Path) -> list[str]:
+    """`curate run` over the source folder: videos paired with their same-stem .srt."""
+    import yaml
+
+    cfg = {
+        "name": "bench-video",
+        "sources": [{"kind": "folder", "path": str(pairs[0][0].parent), "files": "videos"}],
+        "ingest": {"samples_per_partition": 1},
+        "media": {
+            "kind": "video",
+            "side": SIDE,
+            "crf": CRF,
+            "frames": FRAMES,
+            "min_clip_s": 2.0,
+            "max_clip_s": 20.0,
+        },
+        "image": {"size": 224, "resize_mode": "keep_ratio", "encode_quality": 90},
+        "dedup": {"enabled": False},
+        "shards": {"samples_per_shard": 200},
+        "engine": {"n_workers": 2, "threads_per_worker": 1},
+    }
+    (out / "p.yaml").write_text(yaml.safe_dump(cfg))
+    run = out / "run"
+    return [sys.executable, "-m", "curate", "run", str(out / "p.yaml"), "-o", str(run), "-q"]
+
+
+ANCHOR = r"""
+import json, subprocess, sys, tarfile, tempfile, io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+ff, jobs, out = sys.argv[1], json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3])
+SIDE, CRF, FRAMES = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+q = ["-hide_banner", "-loglevel", "error", "-y"]
+
+def one(job):
+    video, spans, k, times, idxs = job["video"], job["spans"], job["k"], job["times"], job["idxs"]
+    with tempfile.TemporaryDirectory() as tmp:
+        seg = ["-f", "segment", "-segment_times", times, "-reset_timestamps", "1"]
+        subprocess.run([ff, *q, "-i", video, "-map", "0:v:0", "-vf", f"scale=-2:{SIDE}",
+                        "-c:v", "libx264", "-crf", str(CRF), "-preset", "veryfast",
+                        "-force_key_frames", times, *seg, f"{tmp}/v_%d.mp4"], check=True)
+        subprocess.run([ff, *q, "-i", video, "-map", "0:a:0", "-ac", "1", "-ar", "16000",
+                        "-c:a", "flac", *seg, f"{tmp}/a_%d.flac"], check=True)
+        with tarfile.open(out / f"{k:05d}.tar", "w") as tar:
+            for i, (s, e) in enumerate(spans):
+                idx = idxs[i]
+                vid = f"{tmp}/v_{idx}.mp4"
+                subprocess.run([ff, *q, "-i", vid, "-vf",
+                                f"fps={FRAMES}/{e - s},scale=-2:224", "-frames:v", str(FRAMES),
+                                "-q:v", "3", f"{tmp}/f{i}_%02d.jpg"], check=True)
+                frames = [f"{tmp}/f{i}_{j:02d}.jpg" for j in range(1, FRAMES + 1)]
+                names = [vid, f"{tmp}/a_{idx}.flac", *frames]
+                for n, name in enumerate(names):
+                    if Path(name).exists():
+                        tar.add(name, arcname=f"{k}_{i}.{n}{Path(name).suffix}")
+    return len(spans)
+
+with ThreadPoolExecutor(2) as pool:  # two ffmpeg pipelines at a time: the 2 cores
+    print(sum(pool.map(one, jobs)))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench" / "video"
+    )
+    ap.add_argument("--long", action="store_true", help="also the 1-hour streaming memory check")
+    args = ap.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    import av
+
+    ff = ffmpeg_exe(work)
+    t0 = time.perf_counter()
+    pairs = make_inputs(work, args.minutes)
+    seconds = 0.0
+    jobs = []
+    for k, (video, srt) in enumerate(pairs):
+        with av.open(str(video)) as c:
+            duration = c.duration / 1e6
+        seconds += duration
+        clip_spans = spans(srt, duration)
+        times, idxs = collate(clip_spans)
+        jobs.append(
+            {"video": str(video), "spans": clip_spans, "k": k, "times": times, "idxs": idxs}
+        )
+    n_clips = sum(len(j["spans"]) for j in jobs)
+    print(
+        f"inputs: {len(pairs)} videos, {seconds / 60:.1f} min of {SIZE[0]}x{SIZE[1]}@{FPS}, "
+        f"{n_clips} clips (made or checked in {time.perf_counter() - t0:.0f} s); ffmpeg {ff}"
+    )
+    runs = work / "runs"
+    results: dict[str, dict[str, Any]] = {}
+    for tool in ("video2dataset", "curate"):
+        out = runs / tool
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        out.mkdir(parents=True)
+        if tool == "curate":
+            cmd = curate_cmd(pairs, out)
+        else:
+            (out / "jobs.json").write_text(json.dumps(jobs))
+            (out / "anchor.py").write_text(ANCHOR)
+            cmd = [
+                sys.executable,
+                str(out / "anchor.py"),
+                ff,
+                str(out / "jobs.json"),
+                str(out),
+                str(SIDE),
+                str(CRF),
+                str(FRAMES),
+            ]
+        results[tool] = r = measure(cmd, out / "log.txt")
+        ok = r["rc"] == 0
+        print(
+            f"  {tool:<13} wall {r['wall']:7.1f} s  clips/s {n_clips / r['wall']:6.2f}  "
+            f"realtime x{seconds / r['wall']:5.1f}  cpu {r['cpu']:7.1f} s  "
+            f"peak {r['rss']:7.0f} MiB  {'ok' if ok else 'FAILED: see ' + str(out / 'log.txt')}"
+        )
+    if all(r["rc"] == 0 for r in results.values()):
+        ratio = results["video2dataset"]["wall"] / results["curate"]["wall"]
+        goal = "met" if ratio >= 1.5 else "NOT MET"
+        print(f"curate / video2dataset speed: {ratio:.2f}x (goal >= 1.5: {goal})")
+    if args.long:
+        long_check(work)
+
+
+LONG = """
+import resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from curate.config import ImageConfig
+from curate.media.clips import plan_clips
+from curate.media.cut import CutSettings, cut_clips
+from curate.media.timedtext import parse_subtitles
+plans, _ = plan_clips(parse_subtitles(Path(sys.argv[2]).read_bytes(), "srt"), 3600, 2, 20)
+t = time.perf_counter()
+image = ImageConfig(size=224, resize_mode="keep_ratio")
+n = len(cut_clips(Path(sys.argv[3]), plans, CutSettings(side=360, frames=8), image))
+print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def long_check(work: Path) -> None:
+    """curate's cutter alone on one 1-hour 720p video: peak RSS of the process."""
+    from curate.testing.media import make_video, segments_for, timed_text
+
+    video, srt = work / "long-60min.mp4", work / "long-60min.srt"
+    if not video.exists():
+        segs = segments_for([10.0] * 360)
+        srt.write_bytes(timed_text(segs, "srt"))
+        make_video(
+            video.with_suffix(".tmp.mp4"),
+            segs,
+            SIZE,
+            FPS,
+            texture=True,
+            preset="ultrafast",
+            threads=2,
+        )
+        video.with_suffix(".tmp.mp4").rename(video)
+    out = subprocess.run(
+        [sys.executable, "-c", LONG, str(ROOT), str(srt), str(video)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    n, wall, rss_kb = out.stdout.split()
+    print(
+        f"1-hour 720p video: {n} clips in {float(wall):.0f} s, peak RSS "
+        f"{int(rss_kb) / 1024:.0f} MiB (goal < 1024 MiB per worker)"
+    )
+
+
+if __name__ == "__main__":
+    main()
