@@ -24,16 +24,18 @@ from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
 from curate.fetch.partition import row_budget
 from curate.media.clips import plan_clips
-from curate.media.cut import CutClip, CutSettings, checks, cut_clips
+from curate.media.cut import CutClip, CutSettings, checks, iter_clips
 from curate.media.probe import MediaInfo, ProbeLimits, probe
 from curate.media.timedtext import TimedText, parse_json_transcript, parse_subtitles, whole
 from curate.rundir import RunDir
-from curate.shards.tar import TarShardWriter
+from curate.shards.tar import TarShardWriter, iter_tar_samples
 from curate.tables import RAW_SCHEMA, derived_uid, sample_json, write_table
 
 __all__ = ["clip_members", "clips_partition"]
 
-Sample = tuple[dict[str, Any], dict[str, bytes] | None]
+# A clip's raw record, whether its members were written, and its features row (None for a
+# failed clip or an audio segment, which has no picture).
+Sample = tuple[dict[str, Any], bool, dict[str, Any] | None]
 
 
 def clip_members(cfg: MediaConfig) -> tuple[str, ...]:
@@ -116,8 +118,10 @@ def _clip_json(
 def _clips(
     row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
 ) -> list[Sample]:
-    """One input row to its clip samples (or raise SampleFailure for the whole input)."""
+    """One input row to its clips, written one by one into the row's own tar as the decode
+    passes each (or raise SampleFailure for the whole input)."""
     dest = run.media(part, row["uid"])
+    samples: list[Sample] = []
     try:
         path = _media(row, dest, v, f)
         limits = ProbeLimits(max_duration_s=v.max_duration_s, timeout_s=v.probe_timeout_s)
@@ -135,56 +139,68 @@ def _clips(
             sample_rate=v.sample_rate,
             video=video,
         )
-        cut = cut_clips(path, plans, settings, cfg.image)
+        with TarShardWriter(_row_tar(run, part, row["uid"])) as tar:
+            for clip in iter_clips(path, plans, settings, cfg.image):
+                samples.append(_sample(row, clip, info, video, tar))
     finally:
         dest.unlink(missing_ok=True)
-    samples: list[Sample] = []
-    for clip in cut:
-        rec = _record(row)
-        rec.update(uid=derived_uid(row["uid"], clip.plan.index), caption=clip.plan.text)
-        ok = checks(clip)
-        if not all(ok.values()) or (video and clip.video is None) or clip.audio is None:
-            failed = sorted(k for k, good in ok.items() if not good) or ["no video or audio"]
-            rec.update(status="failed", reason="misaligned", detail=", ".join(failed))
-            samples.append((rec, None))
-            continue
-        source = info.video
-        rec.update(  # an audio segment has no picture: its sizes are 0
-            width=clip.width,
-            height=clip.height,
-            original_width=source.width if source else 0,
-            original_height=source.height if source else 0,
-            bytes=len(clip.video or clip.audio),
-        )
-        members = {"flac": clip.audio, "txt": clip.plan.text.encode()}
-        if clip.video is not None:
-            members["mp4"] = clip.video
-        members["json"] = _clip_json(row, rec, clip, ok)
-        members.update({f"f{k:02d}.jpg": jpg for k, (_, jpg) in enumerate(clip.frames)})
-        samples.append((rec, members))
     return samples
+
+
+def _row_tar(run: RunDir, part: str, uid: str) -> Path:
+    return run.media_dir(part) / f"{uid}.tar"
+
+
+def _sample(
+    row: dict[str, Any], clip: CutClip, info: MediaInfo, video: bool, tar: TarShardWriter
+) -> Sample:
+    """The clip's record; when it passes its checks, its members go into `tar` now."""
+    rec = _record(row)
+    rec.update(uid=derived_uid(row["uid"], clip.plan.index), caption=clip.plan.text)
+    ok = checks(clip)
+    if not all(ok.values()) or (video and clip.video is None) or clip.audio is None:
+        failed = sorted(k for k, good in ok.items() if not good) or ["no video or audio"]
+        rec.update(status="failed", reason="misaligned", detail=", ".join(failed))
+        return rec, False, None
+    source = info.video
+    rec.update(  # an audio segment has no picture: its sizes are 0
+        width=clip.width,
+        height=clip.height,
+        original_width=source.width if source else 0,
+        original_height=source.height if source else 0,
+        bytes=len(clip.video or clip.audio),
+    )
+    members = {"flac": clip.audio, "txt": clip.plan.text.encode()}
+    if clip.video is not None:
+        members["mp4"] = clip.video
+    members["json"] = _clip_json(row, rec, clip, ok)
+    members.update({f"f{k:02d}.jpg": jpg for k, (_, jpg) in enumerate(clip.frames)})
+    tar.write(rec["uid"], members)
+    return rec, True, feature_row(rec, members)
 
 
 def _stuck(row: dict[str, Any], budget: float) -> Sample:
     rec = _record(row)
     detail = f"no result within {budget:g}s; the stuck download/probe/cut thread was abandoned"
     rec.update(status="failed", reason="timeout", detail=detail)
-    return rec, None
+    return rec, False, None
 
 
 def _row(
     row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
 ) -> list[Sample]:
+    """The row's clips, or one failed row; a failure discards the clips already written."""
+    failure: SampleFailure
     try:
         return _clips(row, cfg, v, run, part, f)
-    except SampleFailure as failure:
-        rec = _record(row)
-        rec.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
-        return [(rec, None)]
+    except SampleFailure as err:
+        failure = err
     except Exception as err:  # a decoder bug must not fail the partition
-        rec = _record(row)
-        rec.update(status="failed", reason="decode_error", detail=repr(err)[:500])
-        return [(rec, None)]
+        failure = SampleFailure("decode_error", repr(err))
+    _row_tar(run, part, row["uid"]).unlink(missing_ok=True)
+    rec = _record(row)
+    rec.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
+    return [(rec, False, None)]
 
 
 def clips_partition(
@@ -201,25 +217,24 @@ def clips_partition(
     # than half real time. It catches wedged threads, not slow videos.
     budget = row_budget(cfg, share) + v.probe_timeout_s + 2 * v.max_duration_s
     threads = max(1, min(cfg.fetch.threads, 4))
-    results = [
-        samples if samples is not None else [_stuck(row, budget)]
-        for row, samples in zip(
-            rows,
-            bounded_map(lambda r: _row(r, cfg, v, run, part, fetcher), rows, threads, budget),
-            strict=True,
-        )
-    ]
-    shutil.rmtree(run.media_dir(part), ignore_errors=True)
+    work = bounded_map(lambda r: _row(r, cfg, v, run, part, fetcher), rows, threads, budget)
     records, features = [], []
+    # Rows finish in any order but are copied in input order, each from its own tar, so the
+    # partition never holds more than one clip's bytes.
     with TarShardWriter(run.raw_tar(part)) as tar:
-        for samples in results:
-            for rec, members in samples:
+        for row, samples in zip(rows, work, strict=True):
+            row_tar = _row_tar(run, part, row["uid"])
+            if samples is None:  # the thread was abandoned: its tar, if any, is not trusted
+                samples = [_stuck(row, budget)]
+            elif any(written for _, written, _ in samples):
+                for key, members in iter_tar_samples(row_tar):
+                    tar.write(key, members)
+            row_tar.unlink(missing_ok=True)
+            for rec, _, feats in samples:
                 records.append(rec)
-                if members is not None:
-                    tar.write(rec["uid"], members)
-                    row = feature_row(rec, members)
-                    if row is not None:  # audio segments have no picture to hash
-                        features.append(row)
+                if feats is not None:
+                    features.append(feats)
+    shutil.rmtree(run.media_dir(part), ignore_errors=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     raw_sha256 = write_table(run.raw_table(part), table)
     feats = write_features(run, part, features)

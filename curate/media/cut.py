@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +27,7 @@ from curate.config import ImageConfig
 from curate.media.clips import ClipPlan
 from curate.media.image import encode_image, resize_image
 
-__all__ = ["CutClip", "CutSettings", "checks", "cut_clips"]
+__all__ = ["CutClip", "CutSettings", "checks", "cut_clips", "iter_clips"]
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,20 @@ def cut_clips(
     path: Path, plans: Sequence[ClipPlan], settings: CutSettings, image: ImageConfig
 ) -> list[CutClip]:
     """Every planned clip of `path` (plans sorted and disjoint), in one pass."""
+    return list(iter_clips(path, plans, settings, image))
+
+
+def iter_clips(
+    path: Path, plans: Sequence[ClipPlan], settings: CutSettings, image: ImageConfig
+) -> Iterator[CutClip]:
+    """The planned clips of `path` one by one, each as soon as the decode has passed its
+    end: a caller that writes and drops them holds one clip at a time, not the video's."""
     import av
 
-    clips = [CutClip(p, sample_rate=settings.sample_rate) for p in plans]
+    clips: list[CutClip | None] = [CutClip(p, sample_rate=settings.sample_rate) for p in plans]
     if not clips:
-        return clips
+        return
+    ends = [p.end for p in plans]
     with av.open(str(path)) as container:
         vs = container.streams.video[0] if settings.video and container.streams.video else None
         au = container.streams.audio[0] if settings.audio and container.streams.audio else None
@@ -158,20 +167,42 @@ def cut_clips(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=settings.sample_rate)
         audio: list[list[np.ndarray]] = [[] for _ in clips]
         writers: list[_VideoWriter | None] = [None] * len(clips)
-        targets = [_targets(c.plan, settings.frames) for c in clips]
+        targets = [_targets(p, settings.frames) for p in plans]
         v_at = 0  # the clip video frames are being routed to (plans are in time order)
         next_out = [0.0] * len(clips)  # output frame clock when the rate is lowered
+        # How far each stream has been decoded; a stream not cut is "done" from the start.
+        v_time = -math.inf if vs is not None else math.inf
+        a_time = -math.inf if au is not None else math.inf
+        done = 0
+
+        def finish(i: int) -> CutClip:
+            c = clips[i]
+            assert c is not None
+            writer, pieces = writers[i], audio[i]
+            if writer is not None:
+                c.video_frames, c.video_fps = writer.count, float(fps or 0)
+                c.width, c.height = writer.size
+                c.video = writer.close()
+            if au is not None:
+                samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+                c.audio_samples = samples.size
+                c.audio = _flac(samples, settings.sample_rate)
+            clips[i], writers[i], audio[i] = None, None, []  # the caller holds it now
+            return c
+
         for packet in container.demux(*streams):
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame | av.AudioFrame) or frame.time is None:
                     continue
                 t = float(frame.time)
                 if isinstance(frame, av.VideoFrame) and fps is not None:
-                    while v_at < len(clips) and t >= clips[v_at].plan.end:
+                    v_time = t
+                    while v_at < len(clips) and t >= ends[v_at]:
                         v_at += 1
-                    if v_at == len(clips) or t < clips[v_at].plan.start:
+                    if v_at == len(clips) or t < plans[v_at].start:
                         continue
                     c = clips[v_at]
+                    assert c is not None
                     if t < c.plan.start + next_out[v_at] / float(fps) - slack:
                         continue  # dropped to reach the output rate
                     next_out[v_at] += 1
@@ -189,35 +220,36 @@ def cut_clips(
                         c.frames.append((t, encode_image(small, image)))
                 elif isinstance(frame, av.AudioFrame):
                     for out in resampler.resample(frame):
-                        _route_audio(out, clips, audio, settings.sample_rate)
+                        a_time = max(a_time, _route_audio(out, plans, audio, settings, done))
+            while done < len(clips) and min(v_time, a_time) >= ends[done]:
+                yield finish(done)
+                done += 1
         for out in resampler.resample(None):
-            _route_audio(out, clips, audio, settings.sample_rate)
-    for c, writer, pieces in zip(clips, writers, audio, strict=True):
-        if writer is not None:
-            c.video_frames, c.video_fps = writer.count, float(fps or 0)
-            c.width, c.height = writer.size
-            c.video = writer.close()
-        if au is not None:
-            samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-            c.audio_samples = samples.size
-            c.audio = _flac(samples, settings.sample_rate)
-    return clips
+            _route_audio(out, plans, audio, settings, done)
+    while done < len(clips):
+        yield finish(done)
+        done += 1
 
 
 def _route_audio(
-    frame: Any, clips: list[CutClip], audio: list[list[np.ndarray]], rate: int
-) -> None:
-    """Give each clip the resampled samples inside its bounds, cut at the exact sample."""
+    frame: Any, plans: Sequence[ClipPlan], audio: list[list[np.ndarray]], s: CutSettings, first: int
+) -> float:
+    """Give each clip from `first` on the resampled samples inside its bounds, cut at the
+    exact sample; returns the time the samples reach."""
+    rate = s.sample_rate
     if frame.pts is None:
-        return
+        return -math.inf
     samples = frame.to_ndarray().reshape(-1).astype(np.float32)
-    first = int(frame.pts)  # the resampler's time base is 1 / rate
-    last = first + samples.size
-    for i, c in enumerate(clips):
-        lo, hi = round(c.plan.start * rate), round(c.plan.end * rate)
-        a, b = max(lo, first), min(hi, last)
+    lo_sample = int(frame.pts)  # the resampler's time base is 1 / rate
+    hi_sample = lo_sample + samples.size
+    for i in range(first, len(plans)):
+        lo, hi = round(plans[i].start * rate), round(plans[i].end * rate)
+        if lo >= hi_sample:
+            break
+        a, b = max(lo, lo_sample), min(hi, hi_sample)
         if a < b:
-            audio[i].append(samples[a - first : b - first])
+            audio[i].append(samples[a - lo_sample : b - lo_sample])
+    return hi_sample / rate
 
 
 def checks(clip: CutClip, tolerance_s: float | None = None) -> dict[str, bool]:

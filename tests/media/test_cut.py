@@ -117,3 +117,18 @@ def test_clips_are_encoded_with_their_own_frame_types(tmp_path: Path) -> None:
     assert clip.video is not None
     with av.open(io.BytesIO(clip.video)) as c:
         assert "B" in {av.video.frame.PictureType(f.pict_type).name for f in c.decode(video=0)}
+
+
+def test_clips_come_one_by_one_and_whole(source: Path) -> None:
+    """iter_clips hands over each clip complete (video, audio, frames) as soon as the decode
+    has passed its end, so a writer holds one clip at a time."""
+    from curate.media.cut import iter_clips
+
+    tt = parse_subtitles(timed_text(SEGMENTS, "srt"), "srt")
+    plans, _ = plan_clips(tt, 7.0, 0.5, 3.0)
+    clips = iter_clips(source, plans, CutSettings(side=120, frames=2), IMAGE)
+    first = next(clips)
+    assert first.plan.index == 0 and first.video and first.audio and len(first.frames) == 2
+    assert all(checks(first).values())
+    rest = list(clips)
+    assert [c.plan.index for c in rest] == [1, 2, 3] and all(all(checks(c).values()) for c in rest)
