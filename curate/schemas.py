@@ -1,4 +1,4 @@
-"""JSON Schemas of the contracts: pipeline config, ledger rows, sample json, manifest.
+"""JSON Schemas of the contracts: pipeline config, ledger rows, sample and clip json, manifest.
 
 Generated from the code; the checked-in copies in schemas/ must match (a test checks).
 """
@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from curate.config import PipelineConfig
-from curate.tables import LEDGER_SCHEMA, Manifest, SampleMeta
+from curate.tables import LEDGER_SCHEMA, ClipMeta, Manifest, SampleMeta
 
 __all__ = ["all_schemas", "check_schemas", "write_schemas"]
 
@@ -45,6 +45,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "pipeline.schema.json": PipelineConfig.model_json_schema(),
         "ledger.schema.json": _ledger_schema(),
         "sample.schema.json": SampleMeta.model_json_schema(),
+        "clip.schema.json": ClipMeta.model_json_schema(),
         "manifest.schema.json": Manifest.model_json_schema(),
     }
 

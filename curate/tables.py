@@ -31,6 +31,7 @@ __all__ = [
     "PLACEMENT_SCHEMA",
     "RAW_SCHEMA",
     "UID_PATTERN",
+    "ClipMeta",
     "Manifest",
     "ManifestShard",
     "SampleMeta",
@@ -163,6 +164,26 @@ class SampleMeta(BaseModel):
     height: int
     original_width: int
     original_height: int
+
+
+class ClipCue(BaseModel):
+    start: float
+    end: float
+    text: str
+
+
+class ClipMeta(SampleMeta):
+    """The `json` member of a clip or audio segment: the sample's fields, then where it was
+    cut from and the alignment checks it passed (start/end in source seconds)."""
+
+    uid: str = Field(pattern=r"^[0-9a-f]{20}_[0-9]{5}$")
+    parent: str = Field(pattern=r"^[0-9a-f]{20}$")
+    clip: int = Field(ge=0)
+    start: float = Field(ge=0)
+    end: float
+    cues: list[ClipCue]
+    frame_times: list[float]
+    checks: dict[str, bool]
 
 
 class ManifestShard(BaseModel):

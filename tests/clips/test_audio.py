@@ -22,7 +22,7 @@ from curate.pipeline import RunResult
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.shards.validate import validate_shards
-from curate.tables import parent_expr
+from curate.tables import ClipMeta, parent_expr
 from curate.testing import serve_web
 from curate.testing.media import make_audio, segments_for, timed_text
 
@@ -86,6 +86,7 @@ def test_segments_hold_their_own_tone_and_failures_have_reasons(audio_run: RunRe
         for key, members in iter_tar_samples(tar):
             assert set(members) == set(clip_members(MediaConfig(kind="audio")))
             meta = json.loads(members["json"])
+            ClipMeta.model_validate(meta)
             segs, _ = GOOD[meta["url"].rsplit("/", 1)[1]]
             seg = segs[meta["clip"]]
             assert (meta["start"], meta["end"], meta["frame_times"]) == (seg.start, seg.end, [])

@@ -21,7 +21,7 @@ from curate.pipeline import RunResult
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.shards.validate import validate_shards
-from curate.tables import parent_expr
+from curate.tables import ClipMeta, parent_expr
 from curate.testing import serve_web
 from curate.testing.media import (
     Segment,
@@ -135,6 +135,7 @@ def test_written_clips_hold_their_own_segment(video_run: tuple[RunResult, dict[s
     for tar in run.shard_files():
         for key, members in iter_tar_samples(tar):
             meta = json.loads(members["json"])
+            ClipMeta.model_validate(meta)  # schemas/clip.schema.json
             assert "." not in key and meta["uid"] == key and key.startswith(meta["parent"])
             assert meta["checks"] == {
                 "cues_inside": True,
