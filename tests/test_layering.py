@@ -147,3 +147,15 @@ def test_no_import_cycles() -> None:
     # A package's __init__ re-exporting its own modules is not a cycle between layers.
     real = [c for c in cycles if len({m.split(".")[1] for m in c.split(" -> ")}) > 1]
     assert real == []
+
+
+def test_test_modules_outside_packages_have_unique_names() -> None:
+    """pytest imports a test file from a folder without __init__.py by its bare name, so two
+    such files named alike fail collection on a fresh clone (a stale cache hides it)."""
+    tests = Path(__file__).resolve().parent
+    bare: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        if not (path.parent / "__init__.py").exists():
+            bare.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    clashes = {name: paths for name, paths in bare.items() if len(paths) > 1}
+    assert clashes == {}
