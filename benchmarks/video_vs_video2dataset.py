@@ -269,12 +269,15 @@ sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from curate.config import ImageConfig
 from curate.media.clips import plan_clips
-from curate.media.cut import CutSettings, cut_clips
+from curate.media.cut import CutSettings, iter_clips
 from curate.media.timedtext import parse_subtitles
 plans, _ = plan_clips(parse_subtitles(Path(sys.argv[2]).read_bytes(), "srt"), 3600, 2, 20)
 t = time.perf_counter()
 image = ImageConfig(size=224, resize_mode="keep_ratio")
-n = len(cut_clips(Path(sys.argv[3]), plans, CutSettings(side=360, frames=8), image))
+n = 0
+for clip in iter_clips(Path(sys.argv[3]), plans, CutSettings(side=360, frames=8), image):
+    n += 1  # written and dropped, as the clips stage does
+
 print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
