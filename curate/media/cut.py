@@ -39,6 +39,7 @@ class CutSettings:
     crf: int = 23
     preset: str = "veryfast"
     frames: int = 8
+    frame_rate: float | None = None  # None: frames uniform over the clip
     sample_rate: int = 16000
     video: bool = True
     audio: bool = True
@@ -61,6 +62,7 @@ class CutClip:
     first_frame: float | None = None
     audio_samples: int = 0
     sample_rate: int = 16000
+    planned: tuple[float, float] | None = None  # cut: copy; the plan holds the true bounds
 
     @property
     def video_seconds(self) -> float:
@@ -130,9 +132,14 @@ def _flac(samples: np.ndarray, rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _targets(plan: ClipPlan, k: int) -> list[float]:
-    """K sample times, uniform over the clip: the middle of K equal slices."""
-    return [plan.start + (i + 0.5) * plan.duration / k for i in range(k)]
+def _targets(plan: ClipPlan, k: int, rate: float | None = None) -> list[float]:
+    """K sample times: uniform over the clip (the middle of K equal slices), or at `rate`
+    per second from its start, the last repeated where the clip is shorter than K / rate
+    (every clip keeps K frames: the corpus's members are fixed)."""
+    if rate is None:
+        return [plan.start + (i + 0.5) * plan.duration / k for i in range(k)]
+    last = max(plan.start, plan.end - 1e-3)  # inside the last frame (WebM times are in ms)
+    return [min(plan.start + (i + 0.5) / rate, last) for i in range(k)]
 
 
 def cut_clips(
@@ -167,7 +174,7 @@ def iter_clips(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=settings.sample_rate)
         audio: list[list[np.ndarray]] = [[] for _ in clips]
         writers: list[_VideoWriter | None] = [None] * len(clips)
-        targets = [_targets(p, settings.frames) for p in plans]
+        targets = [_targets(p, settings.frames, settings.frame_rate) for p in plans]
         v_at = 0  # the clip video frames are being routed to (plans are in time order)
         next_out = [0.0] * len(clips)  # output frame clock when the rate is lowered
         # How far each stream has been decoded; a stream not cut is "done" from the start.

@@ -101,11 +101,16 @@ def make_video(
     texture: bool = False,
     preset: str = "medium",
     threads: int = 1,
+    pattern: int | None = None,
+    gop: int | None = None,
 ) -> Path:
     """An MP4 (H.264/AAC) or WebM (VP9/Opus), by suffix: each segment's colour and tone.
 
     `texture` lays a drifting grain over the colour (what a benchmark needs: flat frames
-    cost a codec almost nothing); the segment's colour stays its mean."""
+    cost a codec almost nothing); the segment's colour stays its mean. `pattern` (a seed)
+    gives each segment its own still 8x8 block layout, so pHashes tell footage apart: the
+    same seed makes the same pictures at any size or quality. `gop` caps the frames between
+    keyframes (what `cut: copy` starts clips on)."""
     import av
 
     vcodec, acodec = _CODECS[path.suffix]
@@ -117,6 +122,8 @@ def make_video(
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
         video.options = {"threads": str(threads)}
+        if gop is not None:
+            video.codec_context.gop_size = gop
         if vcodec == "libx264":
             video.options |= {"crf": "30", "preset": preset}
         sound = container.add_stream(acodec, rate=rate, layout="mono") if audio else None
@@ -124,7 +131,12 @@ def make_video(
         grain = _grain(size) if texture else None
         for i in range(n):
             pixels = np.empty((size[1], size[0], 3), np.uint8)
-            pixels[:] = _at(segments, (i + 0.5) / fps).color
+            seg = _at(segments, (i + 0.5) / fps)
+            pixels[:] = seg.color
+            if pattern is not None:
+                layout = _blocks(size, pattern, segments.index(seg))
+                pixels = np.clip(pixels.astype(np.int16) + layout[..., None], 0, 255)
+                pixels = pixels.astype(np.uint8)
             if grain is not None:
                 shifted = np.roll(grain, (i * 3, i * 5), axis=(0, 1))
                 pixels = np.clip(pixels.astype(np.int16) + shifted[..., None], 0, 255)
@@ -138,6 +150,18 @@ def make_video(
         if sound is not None:
             _write_audio_stream(container, sound, _tone(segments, rate), rate)
     return path
+
+
+def _blocks(size: tuple[int, int], seed: int, segment: int) -> np.ndarray:
+    """An 8x8 grid of blocks, each brighter or darker by up to 30 with zero mean (the mean
+    colour stays), laid out by (seed, segment): structure at every low frequency, as a
+    pHash needs."""
+    rng = np.random.default_rng([seed, segment])
+    grid = rng.uniform(-30, 30, (8, 8))
+    grid = np.round(grid - grid.mean()).astype(np.int16)
+    ys = np.minimum(np.arange(size[1]) * 8 // size[1], 7)
+    xs = np.minimum(np.arange(size[0]) * 8 // size[0], 7)
+    return grid[ys[:, None], xs[None, :]]
 
 
 def _grain(size: tuple[int, int]) -> np.ndarray:
@@ -262,19 +286,31 @@ _DEMO = [
 
 def build_video_web(root: Path) -> list[dict[str, str | None]]:
     """A small video web under root/files: good videos with SRT, WebVTT or JSON timings (or a
-    whole-video caption) and broken ones (an MP4 cut before its moov atom, random bytes, an
-    audio-only file). Returns rows of `route`, `caption`, `subtitles` (a route or None)."""
+    whole-video caption), one of them again at half the size, and broken ones (an MP4 cut
+    before its moov atom, random bytes, an audio-only file). Returns rows of `route`,
+    `caption`, `subtitles` (a route or None)."""
     files = root / "files"
     rows: list[dict[str, str | None]] = []
-    for name, lengths, offset, fmt in _DEMO:
+    for seed, (name, lengths, offset, fmt) in enumerate(_DEMO):
         segs = segments_for(lengths, offset)
-        make_video(files / name, segs, size=(320, 240), fps=12)
+        make_video(files / name, segs, size=(320, 240), fps=12, pattern=seed)
         subtitles = None
         if fmt is not None:
             subtitles = f"/img/{Path(name).stem}.{fmt}"
             (files / f"{Path(name).stem}.{fmt}").write_bytes(timed_text(segs, fmt))
         caption = segs[0].text if fmt is None else f"{Path(name).stem} video"
         rows.append({"route": f"/img/{name}", "caption": caption, "subtitles": subtitles})
+    # The same footage uploaded again at half the size: its clips are near duplicates.
+    make_video(
+        files / "cooking_small.mp4", segments_for(_DEMO[0][1]), size=(160, 120), fps=12, pattern=0
+    )
+    rows.append(
+        {
+            "route": "/img/cooking_small.mp4",
+            "caption": "cooking again",
+            "subtitles": "/img/cooking.srt",
+        }
+    )
     cut_before_moov(files / "cooking.mp4", files / "cut.mp4")
     (files / "noise.mp4").write_bytes(bytes(range(256)) * 64)
     make_audio(files / "podcast.m4a", segments_for([3.0]))

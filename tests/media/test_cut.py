@@ -92,6 +92,21 @@ def test_a_lower_output_rate_keeps_every_other_frame(source: Path) -> None:
     assert checks(clip)["av_durations_agree"]
 
 
+def test_frames_at_a_rate_are_capped_and_a_short_clip_repeats_its_last(source: Path) -> None:
+    plans = [
+        ClipPlan(0, 0.0, 2.0, (Cue(0.0, 2.0, "red"),)),  # 4 frames at 2/s: 0.25 ... 1.75
+        ClipPlan(1, 2.0, 3.0, (Cue(2.0, 3.0, "green"),)),  # room for 2 at 2/s
+    ]
+    settings = CutSettings(side=120, frames=4, frame_rate=2.0)
+    long, short = cut_clips(source, plans, settings, IMAGE)
+    assert [round(t * 4) / 4 for t, _ in long.frames] == [0.25, 0.75, 1.25, 1.75]
+    times = [t for t, _ in short.frames]
+    assert len(times) == 4 and times[0] == pytest.approx(2.25, abs=0.05)
+    assert times[1] == pytest.approx(2.75, abs=0.05)
+    assert times[2] == times[3] and 2.9 < times[3] < 3.0  # the clip's last frame, twice
+    assert all(checks(c)["frames_inside"] for c in (long, short))
+
+
 def test_checks_name_what_is_out_of_line() -> None:
     plan = ClipPlan(0, 1.0, 2.0, (Cue(0.5, 1.5, "starts before the clip"),))
     clip = CutClip(plan, video=b"v", audio=b"a", frames=[(2.5, b"")], video_frames=24)
