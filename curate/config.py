@@ -183,6 +183,11 @@ class FilterConfig(_Model):
 
     clip_min_score: float | None = Field(default=None, description="Absolute CLIP threshold.")
     clip_top_fraction: float | None = Field(default=None, gt=0, le=1)
+    clip_score_of: Literal["mean", "max"] = Field(
+        default="mean",
+        description="Which score of a clip the clip rules read: the mean over its sampled "
+        "frames or the best frame. An image's two scores are the same.",
+    )
     min_side: int | None = Field(default=None, ge=1, description="Source image, pixels.")
     max_aspect_ratio: float | None = Field(default=None, ge=1)
     caption_min_words: int | None = Field(default=None, ge=0)
@@ -203,6 +208,21 @@ class PerceptualDedup(_Model):
         ge=0,
         le=1,
         description="Thumbnail colour distance a candidate must stay under; null: no check.",
+    )
+
+
+class ClipDedup(_Model):
+    """Near-duplicate clips (the same footage re-encoded, resized or uploaded again): most
+    sampled frames of one clip have a frame of the other within a pHash radius. Clips are
+    judged by their frames only; the image methods (perceptual) skip them."""
+
+    enabled: bool = True
+    max_distance: int = Field(default=10, ge=0, le=32, description="pHash bits that may differ.")
+    min_matched: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Fraction of the clip's frames (the clip with fewer) that must match.",
     )
 
 
@@ -236,7 +256,8 @@ class EvalSet(_Model):
 
 
 class DedupConfig(_Model):
-    """Which duplicate finders run, in order: eval sets, exact, perceptual, semantic, caption.
+    """Which duplicate finders run, in order: eval sets, exact, perceptual (images), clips,
+    semantic, caption.
 
     In each cluster the sample with the most pixels survives, then the higher CLIP score, then
     the lowest uid; the others are dropped with the method and the uid they duplicate.
@@ -249,6 +270,7 @@ class DedupConfig(_Model):
         "caption: same normalised caption.",
     )
     perceptual: PerceptualDedup = PerceptualDedup()
+    clips: ClipDedup = ClipDedup()
     semantic: SemanticDedup = SemanticDedup()
     captions: CaptionDedup = CaptionDedup()
     eval_sets: list[EvalSet] = Field(default_factory=list)
@@ -281,13 +303,38 @@ class MediaConfig(_Model):
     )
     min_clip_s: float = Field(default=2.0, gt=0)
     max_clip_s: float = Field(default=20.0, gt=0)
-    cut: Literal["reencode"] = "reencode"
+    cut: Literal["reencode", "copy"] = Field(
+        default="reencode",
+        description="reencode: frame-exact H.264 at side/fps/crf/preset; copy: the source's "
+        "own video packets from the keyframe at or before each clip's start (no encode; the "
+        "clip's true bounds are recorded).",
+    )
     side: int = Field(default=360, ge=16, description="Shorter side of clip videos, at most.")
     fps: float | None = Field(default=None, gt=0, description="null: the source's rate.")
     crf: int = Field(default=23, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"
+    ] = Field(default="veryfast", description="x264's speed/size trade-off for clip videos.")
     frames: int = Field(default=8, ge=1, le=100, description="Frames sampled per clip.")
+    frame_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="null: the frames spread uniformly over the clip; a rate: taken at this "
+        "many per second from the clip's start, the last repeated in a clip shorter than "
+        "frames / frame_rate (every clip has `frames` frames).",
+    )
     sample_rate: int = Field(default=16000, ge=8000, le=48000)
     max_bytes: int = Field(default=2_000_000_000, ge=1, description="Per input, streamed.")
+    platform_fetcher: Literal["none", "yt-dlp"] = Field(
+        default="none",
+        description="yt-dlp: download platform pages (platform_hosts) with yt-dlp, an extra "
+        "(pip install 'curate[platform]'); none: such rows fail as platform_url.",
+    )
+    platform_hosts: list[str] = Field(
+        default=["youtube.com", "youtu.be", "vimeo.com", "dailymotion.com"],
+        description="Hosts (and their subdomains) whose URLs are pages, not media files.",
+    )
+    platform_max_height: int = Field(default=720, ge=64, description="Largest format fetched.")
     max_text_bytes: int = Field(default=5_000_000, ge=1)
     max_duration_s: float = Field(default=4 * 3600, gt=0)
     probe_timeout_s: float = Field(default=60.0, gt=0)

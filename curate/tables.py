@@ -92,10 +92,16 @@ FEATURES_SCHEMA: Schema = {
     "height": pl.Int32(),
     "original_width": pl.Int32(),
     "original_height": pl.Int32(),
+    "frame_phash": pl.List(pl.UInt64()),  # a clip's sampled frames, in time order; [] images
 }
 
-# features/NNNNN.clip.parquet
-CLIP_SCHEMA: Schema = {"uid": pl.String(), "clip_score": pl.Float32()}
+# features/NNNNN.clip.parquet: an image's CLIP score (both columns); a clip's mean and best
+# over its sampled frames.
+CLIP_SCHEMA: Schema = {
+    "uid": pl.String(),
+    "clip_score": pl.Float32(),
+    "clip_score_max": pl.Float32(),
+}
 
 # decisions/dedup.parquet: dropped duplicates, how they were found and what they duplicate.
 DEDUP_SCHEMA: Schema = {"uid": pl.String(), "dedup_method": pl.String(), "dup_of": pl.String()}
@@ -184,6 +190,13 @@ class ClipMeta(SampleMeta):
     cues: list[ClipCue]
     frame_times: list[float]
     checks: dict[str, bool]
+    planned: list[float] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="cut: copy only: the planned [start, end]; start/end are the copy's true "
+        "bounds (from the keyframe at or before the planned start).",
+    )
 
 
 class ManifestShard(BaseModel):

@@ -148,6 +148,12 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
     failed = videos.filter(pl.col("status") == "failed")
     assert sorted(failed["reason"]) == ["media_unreadable", "no_video_stream", "not_media"]
     assert videos.filter(pl.col("status") == "written").height == 8
+    # the same footage at half the size: each of its clips duplicates one of cooking's
+    again = videos.filter(pl.col("url").str.ends_with("/cooking_small.mp4"))
+    cooking = videos.filter(pl.col("url").str.ends_with("/cooking.mp4"))
+    assert again.height == cooking.height == 2
+    assert again["dedup_method"].to_list() == ["near_clip"] * 2, again
+    assert sorted(again["dup_of"]) == sorted(cooking["uid"])
     check = subprocess.run(
         [sys.executable, "-m", "curate", "validate", str(out / "video-corpus" / "shards")],
         capture_output=True,

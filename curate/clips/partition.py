@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,12 @@ from curate.config import MediaConfig, PipelineConfig
 from curate.engine.threads import bounded_map
 from curate.errors import SampleFailure
 from curate.features.rows import feature_row, features_inputs, write_features
+from curate.fetch import platform
 from curate.fetch.http import Fetcher, get_fetcher
 from curate.fetch.partition import row_budget
+from curate.fetch.platform import is_platform_url
 from curate.media.clips import plan_clips
+from curate.media.copy import iter_copied_clips
 from curate.media.cut import CutClip, CutSettings, checks, iter_clips
 from curate.media.probe import MediaInfo, ProbeLimits, probe
 from curate.media.timedtext import TimedText, parse_json_transcript, parse_subtitles, whole
@@ -66,9 +71,16 @@ def _media(row: dict[str, Any], dest: Path, v: MediaConfig, fetcher: Fetcher) ->
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(bytes(row["image"]))
         return dest
-    if not (row["url"] or "").strip():
+    url = (row["url"] or "").strip()
+    if not url:
         raise SampleFailure("bad_url", "no URL")
-    fetcher.fetch_to(row["url"].strip(), dest, v.max_bytes)
+    if is_platform_url(url, v.platform_hosts):
+        if v.platform_fetcher != "yt-dlp":
+            raise SampleFailure("platform_url", f"{url}: set media.platform_fetcher: yt-dlp")
+        fetcher.check_url(url)
+        timeout = fetcher.cfg.total_timeout_s
+        return platform.download(url, dest, v.max_bytes, v.platform_max_height, timeout)
+    fetcher.fetch_to(url, dest, v.max_bytes)
     return dest
 
 
@@ -82,7 +94,7 @@ def _timed_text(
         return whole(row["caption"], info.duration)
     locator = str(locator).strip()
     if locator.startswith(("http://", "https://")):
-        data = fetcher.fetch(locator)
+        data = fetcher.fetch(locator, v.max_text_bytes)  # the cap stops the download
     else:
         p = Path(locator)
         if not p.is_file():
@@ -112,17 +124,38 @@ def _clip_json(
         "frame_times": [round(t, 6) for t, _ in clip.frames],
         "checks": ok,
     }
+    if clip.planned is not None:  # copied: start/end are the true bounds, these were asked
+        extra["planned"] = [round(clip.planned[0], 6), round(clip.planned[1], 6)]
     return sample_json({"extra": json.dumps(extra)}, rec)
 
 
-def _clips(
-    row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
-) -> list[Sample]:
+def _live(closed: threading.Event) -> None:
+    """Stop a thread the partition abandoned before it writes into a finished partition
+    (checked before each write: a thread past the check still finishes that one clip)."""
+    if closed.is_set():
+        raise SampleFailure("timeout", "abandoned: the partition finished without this row")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What every row of one partition's task shares."""
+
+    cfg: PipelineConfig
+    v: MediaConfig
+    run: RunDir
+    part: str
+    fetcher: Fetcher
+    closed: threading.Event  # set when the task is done with its rows
+
+
+def _clips(row: dict[str, Any], task: _Task) -> list[Sample]:
     """One input row to its clips, written one by one into the row's own tar as the decode
     passes each (or raise SampleFailure for the whole input)."""
+    v, run, part, f, closed = task.v, task.run, task.part, task.fetcher, task.closed
     dest = run.media(part, row["uid"])
     samples: list[Sample] = []
     try:
+        _live(closed)
         path = _media(row, dest, v, f)
         limits = ProbeLimits(max_duration_s=v.max_duration_s, timeout_s=v.probe_timeout_s)
         video = v.kind == "video"
@@ -135,12 +168,17 @@ def _clips(
             side=v.side,
             fps=v.fps,
             crf=v.crf,
+            preset=v.preset,
             frames=v.frames if video else 0,
+            frame_rate=v.frame_rate,
             sample_rate=v.sample_rate,
             video=video,
         )
+        _live(closed)
         with TarShardWriter(_row_tar(run, part, row["uid"])) as tar:
-            for clip in iter_clips(path, plans, settings, cfg.image):
+            cut = iter_copied_clips if video and v.cut == "copy" else iter_clips
+            for clip in cut(path, plans, settings, task.cfg.image):
+                _live(closed)
                 samples.append(_sample(row, clip, info, video, tar))
     finally:
         dest.unlink(missing_ok=True)
@@ -186,18 +224,16 @@ def _stuck(row: dict[str, Any], budget: float) -> Sample:
     return rec, False, None
 
 
-def _row(
-    row: dict[str, Any], cfg: PipelineConfig, v: MediaConfig, run: RunDir, part: str, f: Fetcher
-) -> list[Sample]:
+def _row(row: dict[str, Any], task: _Task) -> list[Sample]:
     """The row's clips, or one failed row; a failure discards the clips already written."""
     failure: SampleFailure
     try:
-        return _clips(row, cfg, v, run, part, f)
+        return _clips(row, task)
     except SampleFailure as err:
         failure = err
     except Exception as err:  # a decoder bug must not fail the partition
         failure = SampleFailure("decode_error", repr(err))
-    _row_tar(run, part, row["uid"]).unlink(missing_ok=True)
+    _row_tar(task.run, task.part, row["uid"]).unlink(missing_ok=True)
     rec = _record(row)
     rec.update(status="failed", reason=failure.reason, detail=failure.detail[:500])
     return [(rec, False, None)]
@@ -207,7 +243,7 @@ def clips_partition(
     cfg: PipelineConfig, run_dir: str, part: str, share: float = 1.0
 ) -> dict[str, Any]:
     """The clips stage's task: raw/NNNNN.{tar,parquet} of clip samples and failed inputs,
-    plus the partition's features (from each clip's middle frame)."""
+    plus the partition's features (its frames' pHashes, thumbnail of the middle one)."""
     v = cfg.media
     assert v is not None, "the clips stage runs for video pipelines only"
     run = RunDir(run_dir)
@@ -217,23 +253,28 @@ def clips_partition(
     # than half real time. It catches wedged threads, not slow videos.
     budget = row_budget(cfg, share) + v.probe_timeout_s + 2 * v.max_duration_s
     threads = max(1, min(cfg.fetch.threads, 4))
-    work = bounded_map(lambda r: _row(r, cfg, v, run, part, fetcher), rows, threads, budget)
+    closed = threading.Event()
+    task = _Task(cfg, v, run, part, fetcher, closed)
+    work = bounded_map(lambda r: _row(r, task), rows, threads, budget)
     records, features = [], []
-    # Rows finish in any order but are copied in input order, each from its own tar, so the
-    # partition never holds more than one clip's bytes.
-    with TarShardWriter(run.raw_tar(part)) as tar:
-        for row, samples in zip(rows, work, strict=True):
-            row_tar = _row_tar(run, part, row["uid"])
-            if samples is None:  # the thread was abandoned: its tar, if any, is not trusted
-                samples = [_stuck(row, budget)]
-            elif any(written for _, written, _ in samples):
-                for key, members in iter_tar_samples(row_tar):
-                    tar.write(key, members)
-            row_tar.unlink(missing_ok=True)
-            for rec, _, feats in samples:
-                records.append(rec)
-                if feats is not None:
-                    features.append(feats)
+    try:
+        # Rows finish in any order but are copied in input order, each from its own tar, so the
+        # partition never holds more than one clip's bytes.
+        with TarShardWriter(run.raw_tar(part)) as tar:
+            for row, samples in zip(rows, work, strict=True):
+                row_tar = _row_tar(run, part, row["uid"])
+                if samples is None:  # the thread was abandoned: its tar, if any, is not trusted
+                    samples = [_stuck(row, budget)]
+                elif any(written for _, written, _ in samples):
+                    for key, members in iter_tar_samples(row_tar):
+                        tar.write(key, members)
+                row_tar.unlink(missing_ok=True)
+                for rec, _, feats in samples:
+                    records.append(rec)
+                    if feats is not None:
+                        features.append(feats)
+    finally:  # threads still running (abandoned rows) must not write into the next attempt
+        closed.set()
     shutil.rmtree(run.media_dir(part), ignore_errors=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     raw_sha256 = write_table(run.raw_table(part), table)

@@ -2,7 +2,8 @@
 
 Each method sees only the samples earlier methods kept, so every dropped sample has exactly
 one method and one uid (or eval item) it duplicates. Order: eval sets, exact (bytes,
-url+caption, caption), perceptual, semantic, caption MinHash.
+url+caption, caption), perceptual (images), near clips (by their frames), semantic, caption
+MinHash.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from curate.dedup.policy import keepers, rank
 from curate.features.hashes import THUMB_SIZE, thumb_distance
 from curate.tables import DEDUP_SCHEMA
 
-__all__ = ["EvalData", "find_duplicates", "verify_thumbs"]
+__all__ = ["EvalData", "find_duplicates", "near_clips", "verify_thumbs"]
 
 _VERIFY_BLOCK = 8192
 Verify = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
@@ -139,6 +140,46 @@ def _eval_captions(st: _State, captions: list[str | None], ev: EvalData, cfg: De
         st.drop(rows, "eval_caption", [f"eval:{ev.name}/{e}" for _, e in hit])
 
 
+def _clip_rows(table: pl.DataFrame) -> NDArray[np.bool_]:
+    """Which rows are clips (they have sampled frames' hashes); images are not."""
+    if "frame_phash" not in table.columns or not table.height:
+        return np.zeros(table.height, dtype=bool)
+    return (table["frame_phash"].list.len().fill_null(0) > 0).to_numpy()
+
+
+def near_clips(
+    frames: list[list[int]], max_distance: int, min_matched: float, client: Any = None
+) -> NDArray[np.int64]:
+    """Cluster labels over clips given as lists of frame pHashes: two clips are linked when
+    at least `min_matched` of the frames of the one with fewer have a frame of the other
+    within `max_distance` bits (frames of one clip never match each other)."""
+    n = len(frames)
+    counts = np.array([len(f) for f in frames], dtype=np.int64)
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+    flat = np.array([h for f in frames for h in f], dtype=np.uint64)
+    fi, fj = hamming_pairs(flat, max_distance, client=client)
+    a, b = owner[fi], owner[fj]
+    cross = a != b
+    fi, fj, a, b = fi[cross], fj[cross], a[cross], b[cross]
+    if not a.size:
+        return np.arange(n, dtype=np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # For each clip pair, the distinct frames of each side that found a partner.
+    pair = lo * n + hi
+    frame_lo = np.where(a == lo, fi, fj)
+    frame_hi = np.where(a == lo, fj, fi)
+    uniq_lo = np.unique(np.stack([pair, frame_lo]), axis=1)[0]
+    uniq_hi = np.unique(np.stack([pair, frame_hi]), axis=1)[0]
+    pairs, n_lo = np.unique(uniq_lo, return_counts=True)
+    _, n_hi = np.unique(uniq_hi, return_counts=True)
+    p_lo, p_hi = pairs // n, pairs % n
+    lo_fewer = counts[p_lo] <= counts[p_hi]
+    fewer = np.where(lo_fewer, counts[p_lo], counts[p_hi])
+    matched = np.where(lo_fewer, n_lo, n_hi)  # frames of the clip with fewer that match
+    linked = matched >= np.ceil(min_matched * fewer - 1e-9)
+    return components(n, p_lo[linked], p_hi[linked])
+
+
 def find_duplicates(
     table: pl.DataFrame,
     cfg: DedupConfig,
@@ -166,14 +207,25 @@ def find_duplicates(
     for method in cfg.exact:
         idx = st.survivors()
         st.apply(idx, _equal_labels(table[columns[method]].gather(idx)), f"exact_{method}")
+    clips = _clip_rows(table)
     if cfg.perceptual.enabled:
         idx = st.survivors()
+        idx = idx[~clips[idx]]
         p = cfg.perceptual
         i, j = hamming_pairs(table["phash"].to_numpy()[idx], p.max_distance, client=client)
         if p.verify_threshold is not None and i.size:
             ok = verify_thumbs(thumbs[idx], p.verify_threshold)(i, j)
             i, j = i[ok], j[ok]
         st.apply(idx, components(idx.size, i, j), "perceptual")
+    if cfg.clips.enabled and clips.any():
+        idx = st.survivors()
+        idx = idx[clips[idx]]
+        frames = table["frame_phash"].gather(idx).to_list()
+        st.apply(
+            idx,
+            near_clips(frames, cfg.clips.max_distance, cfg.clips.min_matched, client),
+            "near_clip",
+        )
     if cfg.semantic.enabled:
         from curate.dedup.semantic import semantic_duplicates
 

@@ -18,19 +18,20 @@ import polars as pl
 
 from curate.config import ClipConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest
-from curate.features.clip import encode_images, encode_texts, scores
+from curate.features.clip import encode_images, encode_texts
 from curate.features.clip_model import TINY_MODEL, load_clip, tiny_checkpoint
-from curate.features.rows import preview
+from curate.features.rows import pictures
 from curate.io.atomic import atomic_open
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.tables import CLIP_SCHEMA, write_table
 
-__all__ = ["CLIP", "clip_partition", "model_key"]
+__all__ = ["CLIP", "clip_partition", "frame_scores", "model_key"]
 
 
 # Bump when the embedding or scoring code changes what it writes.
-CLIP_VERSION = "1"
+# 2: clips scored by all their frames (mean and best); clip_score_max.
+CLIP_VERSION = "2"
 
 
 def _weights_id(cfg: ClipConfig) -> str:
@@ -56,8 +57,33 @@ def _save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
         np.save(f, array)
 
 
+def frame_scores(
+    frame_emb: np.ndarray[Any, Any], owner: np.ndarray[Any, Any], text_emb: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Per sample, from the embeddings of its pictures (`owner[k]` is picture k's sample,
+    non-decreasing: a sample's pictures are consecutive):
+    the normalised mean picture embedding, and the mean and best cosine to its text. A
+    single image's mean and best are its score."""
+    n = len(text_emb)
+    if owner.size and np.any(np.diff(owner) < 0):
+        raise ValueError("frame_scores: pictures must be grouped by sample, in order")
+    cos = np.einsum("ij,ij->i", frame_emb, text_emb[owner]).astype(np.float64)
+    count = np.bincount(owner, minlength=n).astype(np.float64)
+    mean = (np.bincount(owner, weights=cos, minlength=n) / np.maximum(count, 1)).astype(np.float32)
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, owner, cos)
+    pooled = np.zeros((n, frame_emb.shape[1]), np.float64)
+    np.add.at(pooled, owner, frame_emb.astype(np.float64))
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    pooled = pooled.astype(np.float32)
+    single = count == 1  # an image keeps its own embedding, bit for bit
+    pooled[single] = frame_emb[np.flatnonzero(np.isin(owner, np.flatnonzero(single)))]
+    return pooled, mean, best.astype(np.float32)
+
+
 def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
-    """Embed and score one partition's samples, in features order."""
+    """Embed and score one partition's samples, in features order: an image by itself, a
+    clip by its sampled frames (mean and best frame score; its stored embedding the mean)."""
     import torch
 
     if cfg.threads:
@@ -67,19 +93,22 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     raw = pl.read_parquet(run.raw_table(part), columns=["uid", "caption"])
     captions = dict(zip(raw["uid"], raw["caption"], strict=True))
     wanted = set(uids)
-    images: dict[str, bytes] = {}
+    found: dict[str, list[bytes]] = {}
     for key, members in iter_tar_samples(run.raw_tar(part)):
         if key in wanted:
-            image = preview(members)
-            if image is None:
+            found[key] = pictures(members)
+            if not found[key]:
                 raise ValueError(f"sample {key} has no picture to score")
-            images[key] = image
+    images = [im for u in uids for im in found[u]]
+    owner = np.repeat(np.arange(len(uids)), [len(found[u]) for u in uids])
     cm = load_clip(cfg.model, cfg.pretrained, cfg.device, cfg.precision)
-    img = encode_images(cm, (images[u] for u in uids), cfg.batch_size)
     txt = encode_texts(cm, [captions[u] for u in uids])
+    img, mean, best = frame_scores(encode_images(cm, images, cfg.batch_size), owner, txt)
     _save_npy(run.image_embeddings(part), img.astype(np.float16))
     _save_npy(run.text_embeddings(part), txt.astype(np.float16))
-    table = pl.DataFrame({"uid": uids, "clip_score": scores(img, txt)}, schema=CLIP_SCHEMA)
+    table = pl.DataFrame(
+        {"uid": uids, "clip_score": mean, "clip_score_max": best}, schema=CLIP_SCHEMA
+    )
     write_table(run.clip_scores(part), table)
     return {"partition": part, "samples": len(uids), "model": model_key(cfg)}
 

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate.engine.stage import digest
-from curate.features.hashes import sha256_hex, signature
+from curate.features.hashes import phash, sha256_hex, signature
 from curate.features.text import caption_hash
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
@@ -26,13 +26,14 @@ __all__ = [
     "feature_row",
     "features_inputs",
     "features_partition",
+    "pictures",
     "preview",
     "write_features",
 ]
 
 # Bump when feature_row computes something else: every partition's features are redone.
-# 2: in-source images have no url_caption_hash.
-FEATURES_VERSION = "2"
+# 2: in-source images have no url_caption_hash. 3: frame_phash of clips.
+FEATURES_VERSION = "3"
 _IMAGE_EXTS = ("jpg", "png", "webp")
 _FRAME = re.compile(r"f\d{2}\.jpg")  # a clip's sampled frames: f00.jpg, f01.jpg, ...
 
@@ -52,6 +53,19 @@ def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
         return ""
     key = f"{locator}\x00{caption or ''}".encode()
     return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def _is_image(members: dict[str, bytes]) -> bool:
+    return any(e in members for e in _IMAGE_EXTS)
+
+
+def pictures(members: dict[str, bytes]) -> list[bytes]:
+    """Every picture of a sample in order: its image, or a clip's sampled frames (none for
+    an audio segment)."""
+    ext = next((e for e in _IMAGE_EXTS if e in members), None)
+    if ext is not None:
+        return [members[ext]]
+    return [members[m] for m in sorted(m for m in members if _FRAME.fullmatch(m))]
 
 
 def preview(members: dict[str, bytes]) -> bytes | None:
@@ -82,6 +96,7 @@ def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, 
         "height": record["height"],
         "original_width": record["original_width"],
         "original_height": record["original_height"],
+        "frame_phash": [] if _is_image(members) else phash(pictures(members)).tolist(),
     }
 
 

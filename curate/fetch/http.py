@@ -289,11 +289,16 @@ class Fetcher:
             return size
         raise SampleFailure("too_many_redirects", f"more than {self.cfg.max_redirects} redirects")
 
-    def fetch(self, url: str) -> bytes:
-        """Fetch one URL into memory, under `max_bytes`."""
+    def fetch(self, url: str, max_bytes: int | None = None) -> bytes:
+        """Fetch one URL into memory, under `max_bytes` (default: the fetch section's)."""
         buf = io.BytesIO()
-        self._fetch_into(url, buf, self.cfg.max_bytes)
+        self._fetch_into(url, buf, self.cfg.max_bytes if max_bytes is None else max_bytes)
         return buf.getvalue()
+
+    def check_url(self, url: str) -> None:
+        """Refuse a URL this fetcher would refuse before any request (scheme, private
+        address, bad port): for a URL handed to another downloader."""
+        self._check_hop(url, 0)
 
     def fetch_to(self, url: str, path: Path, max_bytes: int) -> int:
         """Stream one URL into `path` (written as path.tmp, renamed when whole), never held

@@ -63,10 +63,11 @@ def rules_from_config(cfg: FilterConfig) -> list[Rule]:
                 min_confidence=cfg.language_min_confidence,
             )
         )
+    column = "clip_score" if cfg.clip_score_of == "mean" else "clip_score_max"
     if cfg.clip_min_score is not None:
-        rules.append(partial(clip_threshold, min_score=cfg.clip_min_score))
+        rules.append(partial(clip_threshold, min_score=cfg.clip_min_score, column=column))
     if cfg.clip_top_fraction is not None:
-        rules.append(partial(clip_top_fraction, fraction=cfg.clip_top_fraction))
+        rules.append(partial(clip_top_fraction, fraction=cfg.clip_top_fraction, column=column))
     return rules
 
 

@@ -188,3 +188,32 @@ def test_webdataset_reads_the_clip_shards_unchanged(
             "f02.jpg",
         }
         assert json.loads(s["json"])["uid"] == s["__key__"]
+
+
+def test_hugging_face_datasets_reads_the_clip_shards(
+    video_run: tuple[RunResult, dict[str, str]], tmp_path: Path
+) -> None:
+    """datasets' webdataset loader with hf_features: one row per clip, each member as
+    written. Left to itself it types .flac/.mp4 as Audio/Video, whose storage needs
+    torchcodec and a system FFmpeg; hf_features keeps their bytes (frames decode as images)."""
+    import datasets
+
+    from curate.shards.hf import hf_features
+
+    res, _ = video_run
+    run = RunDir(res.output)
+    written = {k: m for shard in run.shard_files() for k, m in iter_tar_samples(shard)}
+    features = hf_features(run.shards_dir)
+    assert set(features) == {"__key__", "__url__", *next(iter(written.values()))}
+    assert features["mp4"] == features["flac"] == datasets.Value("binary")
+    ds = datasets.load_dataset(
+        str(run.shards_dir), split="train", cache_dir=str(tmp_path), features=features
+    )
+    assert ds.num_rows == len(written) == 8
+    for row in ds:
+        members = written[row["__key__"]]
+        assert row["mp4"] == members["mp4"] and row["flac"] == members["flac"]
+        assert row["txt"] == members["txt"].decode()
+        assert row["json"]["uid"] == row["__key__"]
+        assert row["json"]["cues"] == json.loads(members["json"])["cues"]
+        assert row["f00.jpg"].size == Image.open(io.BytesIO(members["f00.jpg"])).size

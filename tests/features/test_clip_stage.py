@@ -169,3 +169,22 @@ def test_model_key_follows_the_weights_not_the_device(
     first = clip_stage.model_key(mine)
     own.write_bytes(b"bb")
     assert clip_stage.model_key(mine) != first
+
+
+def test_frame_scores_are_the_mean_and_best_and_images_keep_their_embedding() -> None:
+    from curate.features.clip_stage import frame_scores
+
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(5, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    txt = rng.normal(size=(2, 8)).astype(np.float32)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    owner = np.array([0, 1, 1, 1, 1])  # an image, then a clip of four frames
+    pooled, mean, best = frame_scores(emb, owner, txt)
+    cos = emb[1:] @ txt[1]
+    assert mean[1] == pytest.approx(cos.mean(), abs=1e-6)
+    assert best[1] == pytest.approx(cos.max(), abs=1e-6)
+    assert mean[0] == best[0] == pytest.approx(float(emb[0] @ txt[0]), abs=1e-6)
+    assert np.array_equal(pooled[0], emb[0])
+    expected = emb[1:].sum(0) / np.linalg.norm(emb[1:].sum(0))
+    assert np.allclose(pooled[1], expected, atol=1e-6)

@@ -55,3 +55,17 @@ def test_clip_rules_without_the_clip_stage_are_refused() -> None:
         parse_config({**base, "filters": {"clip_min_score": 0.2}})
     with pytest.raises(ConfigError, match=r"clip\.enabled"):
         parse_config({**base, "dedup": {"semantic": {"enabled": True}}})
+
+
+def test_clip_rules_read_the_mean_or_the_best_frame_score() -> None:
+    from curate.config import FilterConfig
+    from curate.filters.reasons import apply_rules, dropped
+    from curate.filters.stage import rules_from_config
+
+    frame = pl.DataFrame(
+        {"uid": ["a", "b"], "clip_score": [0.20, 0.40], "clip_score_max": [0.35, 0.45]}
+    )
+    for score_of, kept in (("mean", ["b"]), ("max", ["a", "b"])):
+        cfg = FilterConfig(clip_min_score=0.3, clip_score_of=score_of)
+        out = dropped(apply_rules(frame, rules_from_config(cfg)))
+        assert sorted(set(frame["uid"]) - set(out["uid"])) == kept, score_of
