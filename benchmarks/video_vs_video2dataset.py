@@ -1,27 +1,29 @@
-"""Clip cutting: curate's clips stage against video2dataset's method, same videos, same clips.
+"""Clip cutting: curate's clips stage against video2dataset, same videos, same clips.
 
 What it measures. --minutes of synthetic 720p30 H.264/AAC video (default 10, in 2-minute
 files; textured frames whose colour and tone change at random times between 2 and 10 s, an
 SRT per file; made once with PyAV and cached in --workdir) are cut into the same subtitle
-clips by both tools, each with 2 cores:
+clips (360p H.264 at CRF 23 and --preset, 16 kHz mono FLAC) by three tools, each with 2
+cores, each timed as a whole process:
 
-  curate       `python -m curate run` with a media: section (local paths, dedup and CLIP
-               off): one decode per video, every clip re-encoded frame-exactly (H.264 at
-               360p, CRF 23, veryfast), 16 kHz mono FLAC, 8 JPEG frames per clip, shards,
-               ledger.
-  video2dataset its clipping subsampler's method at precision "exact": per video, one
-               ffmpeg run of the segment muxer with forced keyframes for the video (scaled
-               to 360p, same codec settings), one for the audio (16 kHz mono FLAC), then one
-               ffmpeg run per clip for its 8 frames (its frame subsampler); 2 videos at a
-               time, clips written to tars. ffmpeg is imageio-ffmpeg's static build,
-               installed by this script into its own venv (video2dataset itself needs a
-               system ffmpeg and yt-dlp; its command lines are reproduced instead).
+  video2dataset  the package, 1.3.0, in a venv of its own (--no-deps plus its light
+                 dependencies; its unused torch/opencv modules' imports stubbed, two bugs
+                 that fail every sample patched): ClippingSubsampler at precision "exact",
+                 ResolutionSubsampler to 360p, AudioRateSubsampler to 16 kHz mono FLAC;
+                 2 processes, one video per shard; ffmpeg is imageio-ffmpeg's static build
+                 on PATH, ffprobe a PyAV shim (it only counts streams).
+  ffmpeg-lines   the same clips by hand-written ffmpeg command lines: per video one
+                 segment-muxer run (scale and encode in one pass, forced keyframes), one
+                 for the audio, one per clip for its 8 JPEG frames; 2 videos at a time.
+  curate         `python -m curate run` with a media: section (local paths, dedup and CLIP
+                 off): one decode per video, every clip re-encoded frame-exactly, FLAC,
+                 8 JPEG frames per clip, shards, ledger.
 
-Both get the clip spans curate plans from the subtitles, so the outputs match in count,
-bounds, codecs and sizes. Printed per tool: wall (whole process), clips/s, realtime factor
-(source seconds per wall second), CPU seconds and peak RSS of the process tree. --long
-also cuts one 1-hour 720p video with curate's cutter alone and prints its peak RSS: the
-streaming claim (goal: under 1 GB per worker). Left out: downloads (both read local files),
+All get the clip spans curate plans from the subtitles, and the count of clip videos in
+each tool's tars is checked. Printed per tool: wall, clips/s, realtime factor (source
+seconds per wall second), CPU seconds and peak RSS of the process tree; then curate's speed
+ratio to each. --long also cuts one 1-hour 720p video with curate's cutter alone and prints
+its peak RSS (goal: under 1 GB per worker). Left out: downloads (all read local files),
 copy-mode cutting, real footage (synthetic grain stands in for texture and motion).
 """
 
@@ -55,6 +57,148 @@ def ffmpeg_exe(work: Path) -> str:
     code = "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"
     out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True)
     return out.stdout.strip()
+
+
+V2D_STUB = '''"""Stubs for video2dataset's heavy imports that this run never calls.
+
+video2dataset imports its captioning, optical-flow, cut-detection and dataloader modules at
+start-up; they need torch 2.1.2 (a multi-GB CUDA wheel), transformers, opencv and
+scenedetect. The benchmark uses its download worker with the clipping, resolution and
+audio-rate subsamplers only, which call ffmpeg.
+"""
+import importlib.abc
+import importlib.machinery
+import sys
+import types
+
+HEAVY = {"torch", "transformers", "cv2", "scenedetect", "decord", "torchaudio", "torchdata"}
+
+
+class _Meta(type):
+    def __getattr__(cls, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Meta(name, (), {})
+
+    def __getitem__(cls, item):
+        return cls
+
+    def __call__(cls, *args, **kwargs):
+        return _Meta(cls.__name__, (), {})
+
+
+class _Stub(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Meta(name, (), {})
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in HEAVY:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        mod = _Stub(spec.name)
+        mod.__path__ = []
+        return mod
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.insert(0, _Finder())
+'''
+
+# video2dataset only counts a file's streams with ffprobe; imageio-ffmpeg ships no ffprobe.
+FFPROBE_SHIM = """#!{python}
+import json, sys
+import av
+with av.open(sys.argv[-1]) as c:
+    print(json.dumps({{"streams": [{{"codec_type": s.type}} for s in c.streams]}}))
+"""
+
+V2D_RUN = r"""
+import json, sys
+from video2dataset.subsamplers import AudioRateSubsampler, ResolutionSubsampler
+# 1.3.0's download worker reads .encode_formats from these two, which define only
+# .encode_format: every shard fails with an AttributeError. Patched here, nothing else.
+AudioRateSubsampler.encode_formats = property(lambda s: {"audio": s.encode_format})
+ResolutionSubsampler.encode_formats = property(lambda s: {"video": s.encode_format})
+# AudioRateSubsampler pops "audio" and puts it back while the worker iterates over the same
+# dict: "dictionary keys changed during iteration" fails every sample after all the work.
+# Patched to replace the value in place.
+_audio_rate = AudioRateSubsampler.__call__
+
+
+def _in_place(self, streams, metadata=None):
+    out, meta, err = _audio_rate(self, dict(streams), metadata)
+    if err is None:
+        streams["audio"] = out["audio"]
+    return streams, meta, err
+
+
+AudioRateSubsampler.__call__ = _in_place
+from video2dataset import video2dataset
+
+if __name__ == "__main__":  # its worker processes are spawned and re-import this file
+    parquet, out, side, procs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    config = {
+        "subsampling": {
+            "ClippingSubsampler": {"args": {"precision": "exact", "min_length": 0.0}},
+            "ResolutionSubsampler": {"args": {"resize_mode": "scale", "height": side}},
+            "AudioRateSubsampler": {
+                "args": {"sample_rate": 16000, "encode_format": "flac", "n_audio_channels": 1}
+            },
+        },
+        "reading": {"yt_args": {}, "timeout": 60, "sampler": None},
+        "storage": {"number_sample_per_shard": 1, "oom_shard_count": 5,
+                    "captions_are_subtitles": False},
+        "distribution": {"processes_count": procs, "thread_count": 1, "subjob_size": 1000,
+                         "distributor": "multiprocessing"},
+    }
+    video2dataset(url_list=parquet, output_folder=out, output_format="webdataset",
+                  input_format="parquet", encode_formats={"video": "mp4", "audio": "flac"},
+                  url_col="url", caption_col="caption", clip_col="clips", config=config,
+                  tmp_dir=out + "/tmp")
+"""
+
+
+def v2d_env(work: Path) -> tuple[list[str], dict[str, str]]:
+    """video2dataset 1.3.0 (its last release) in a venv of its own, with the light part of
+    its dependencies; ffmpeg on PATH is imageio-ffmpeg's static build."""
+    import os
+
+    venv = work / "v2dvenv"
+    py = venv / "bin" / "python"
+    if not (venv / ".ok").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "--quiet"]
+        no_deps = [*pip, "--no-deps", "video2dataset==1.3.0"]
+        subprocess.run(no_deps, check=True, stderr=subprocess.DEVNULL)
+        light = ["numpy<2", "pyarrow<18", "fire<0.6", "requests", "ffmpeg-python", "fsspec"]
+        light += ["webdataset", "webvtt-py", "pandas", "tqdm", "omegaconf", "braceexpand"]
+        light += ["pyyaml", "yt-dlp", "wandb", "timeout-decorator", "einops", "langdetect"]
+        light += ["soundfile", "scipy", "imageio-ffmpeg", "av", "pillow"]
+        subprocess.run([*pip, *light], check=True, stderr=subprocess.DEVNULL)
+        (venv / ".ok").touch()
+    stub, bin_dir = work / "v2dstub", work / "v2dbin"
+    stub.mkdir(exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
+    (stub / "sitecustomize.py").write_text(V2D_STUB)
+    code = "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())"
+    exe = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True)
+    link = bin_dir / "ffmpeg"
+    link.unlink(missing_ok=True)
+    link.symlink_to(exe.stdout.strip())
+    probe = bin_dir / "ffprobe"
+    probe.write_text(FFPROBE_SHIM.format(python=py))
+    probe.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(stub), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env["WANDB_MODE"] = "disabled"
+    return [str(py)], env
 
 
 def make_inputs(work: Path, minutes: float) -> list[tuple[Path, Path]]:
@@ -108,14 +252,14 @@ def collate(clip_spans: list[tuple[float, float]]) -> tuple[str, list[int]]:
     return ",".join(str(t) for t in times), idxs
 
 
-def measure(cmd: list[str], log: Path) -> dict[str, Any]:
+def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Wall, CPU and peak RSS of a process tree (RSS summed over it, sampled every 0.1 s)."""
     import psutil
 
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     peak, t0 = 0, time.perf_counter()
     with log.open("w") as fh:
-        proc = psutil.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = psutil.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         while proc.poll() is None:
             rss = 0
             with contextlib.suppress(psutil.Error):
@@ -134,7 +278,9 @@ def measure(cmd: list[str], log: Path) -> dict[str, Any]:
     }
 
 
-def curate_cmd(pairs: list[tuple[Path, Path]], out: Path) -> list[str]:
+def curate_cmd(
+    pairs: list[tuple[Path, Path]], out: Path, preset: str, cut: str = "reencode"
+) -> list[str]:
     """`curate run` over the source folder: videos paired with their same-stem .srt."""
     import yaml
 
@@ -146,6 +292,8 @@ def curate_cmd(pairs: list[tuple[Path, Path]], out: Path) -> list[str]:
             "kind": "video",
             "side": SIDE,
             "crf": CRF,
+            "preset": preset,
+            "cut": cut,
             "frames": FRAMES,
             "min_clip_s": 2.0,
             "max_clip_s": 20.0,
@@ -165,7 +313,7 @@ import json, subprocess, sys, tarfile, tempfile, io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 ff, jobs, out = sys.argv[1], json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3])
-SIDE, CRF, FRAMES = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+SIDE, CRF, FRAMES, PRESET = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 q = ["-hide_banner", "-loglevel", "error", "-y"]
 
 def one(job):
@@ -173,7 +321,7 @@ def one(job):
     with tempfile.TemporaryDirectory() as tmp:
         seg = ["-f", "segment", "-segment_times", times, "-reset_timestamps", "1"]
         subprocess.run([ff, *q, "-i", video, "-map", "0:v:0", "-vf", f"scale=-2:{SIDE}",
-                        "-c:v", "libx264", "-crf", str(CRF), "-preset", "veryfast",
+                        "-c:v", "libx264", "-crf", str(CRF), "-preset", PRESET,
                         "-force_key_frames", times, *seg, f"{tmp}/v_%d.mp4"], check=True)
         subprocess.run([ff, *q, "-i", video, "-map", "0:a:0", "-ac", "1", "-ar", "16000",
                         "-c:a", "flac", *seg, f"{tmp}/a_%d.flac"], check=True)
@@ -196,6 +344,31 @@ with ThreadPoolExecutor(2) as pool:  # two ffmpeg pipelines at a time: the 2 cor
 """
 
 
+def write_v2d_input(path: Path, jobs: list[dict[str, Any]]) -> None:
+    """video2dataset's input: one row per video with its clip spans (curate's plan)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {
+        "url": [j["video"] for j in jobs],
+        "caption": [Path(j["video"]).stem for j in jobs],
+        "clips": [[list(span) for span in j["spans"]] for j in jobs],
+    }
+    pq.write_table(pa.table(rows), path)
+
+
+def count_clips(out: Path) -> int:
+    """Clip videos written, counted in the output tars (every tool writes .mp4 members)."""
+    import tarfile
+
+    n = 0
+    final = out / "run" / "shards"  # curate's; its raw/ tars hold the same clips
+    for tar in (final if final.exists() else out).rglob("*.tar"):
+        with tarfile.open(tar) as t:
+            n += sum(1 for m in t.getmembers() if m.name.endswith(".mp4"))
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -203,6 +376,20 @@ def main() -> None:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "curate-bench" / "video"
     )
     ap.add_argument("--long", action="store_true", help="also the 1-hour streaming memory check")
+    ap.add_argument(
+        "--preset",
+        default="medium",
+        help="x264 preset of the 360p clips, for curate and the ffmpeg lines; medium is "
+        "x264's default, which video2dataset's resolution pass uses",
+    )
+    ap.add_argument("--tools", default="video2dataset,ffmpeg-lines,curate")
+    ap.add_argument(
+        "--cut",
+        default="reencode",
+        choices=["reencode", "copy"],
+        help="curate's media.cut; copy writes the source's packets (720p, no encode), so it "
+        "is not the same output as the others",
+    )
     args = ap.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -229,36 +416,42 @@ def main() -> None:
     )
     runs = work / "runs"
     results: dict[str, dict[str, Any]] = {}
-    for tool in ("video2dataset", "curate"):
+    for tool in args.tools.split(","):
         out = runs / tool
         subprocess.run(["rm", "-rf", str(out)], check=True)
         out.mkdir(parents=True)
+        env = None
         if tool == "curate":
-            cmd = curate_cmd(pairs, out)
-        else:
+            cmd = curate_cmd(pairs, out, args.preset, args.cut)
+        elif tool == "video2dataset":
+            cmd, env = v2d_env(work)
+            write_v2d_input(out / "input.parquet", jobs)
+            (out / "run.py").write_text(V2D_RUN)
+            cmd += [str(out / "run.py"), str(out / "input.parquet"), str(out / "ds"), str(SIDE)]
+            cmd += ["2"]
+            (out / "ds" / "tmp").mkdir(parents=True)
+        else:  # ffmpeg-lines
             (out / "jobs.json").write_text(json.dumps(jobs))
             (out / "anchor.py").write_text(ANCHOR)
-            cmd = [
-                sys.executable,
-                str(out / "anchor.py"),
-                ff,
-                str(out / "jobs.json"),
-                str(out),
-                str(SIDE),
-                str(CRF),
-                str(FRAMES),
-            ]
-        results[tool] = r = measure(cmd, out / "log.txt")
-        ok = r["rc"] == 0
+            cmd = [sys.executable, str(out / "anchor.py"), ff, str(out / "jobs.json"), str(out)]
+            cmd += [str(SIDE), str(CRF), str(FRAMES), args.preset]
+        results[tool] = r = measure(cmd, out / "log.txt", env)
+        written = count_clips(out)
+        ok = r["rc"] == 0 and written == n_clips
         print(
             f"  {tool:<13} wall {r['wall']:7.1f} s  clips/s {n_clips / r['wall']:6.2f}  "
             f"realtime x{seconds / r['wall']:5.1f}  cpu {r['cpu']:7.1f} s  "
-            f"peak {r['rss']:7.0f} MiB  {'ok' if ok else 'FAILED: see ' + str(out / 'log.txt')}"
+            f"peak {r['rss']:7.0f} MiB  clips {written}  "
+            f"{'ok' if ok else 'FAILED: see ' + str(out / 'log.txt')}"
         )
-    if all(r["rc"] == 0 for r in results.values()):
-        ratio = results["video2dataset"]["wall"] / results["curate"]["wall"]
-        goal = "met" if ratio >= 1.5 else "NOT MET"
-        print(f"curate / video2dataset speed: {ratio:.2f}x (goal >= 1.5: {goal})")
+    if "curate" in results:
+        c = results["curate"]["wall"]
+        for tool, r in results.items():
+            if tool != "curate":
+                ratio = r["wall"] / c
+                met = "met" if ratio >= 1.5 else "NOT MET"
+                goal = f" (goal >= 1.5: {met})" if tool == "video2dataset" else ""
+                print(f"curate / {tool} speed: {ratio:.2f}x{goal}")
     if args.long:
         long_check(work)
 
