@@ -197,7 +197,8 @@ def _sample(
     rec.update(uid=derived_uid(row["uid"], clip.plan.index), caption=clip.plan.text)
     ok = checks(clip)
     if not all(ok.values()) or (video and clip.video is None) or clip.audio is None:
-        failed = sorted(k for k, good in ok.items() if not good) or ["no video or audio"]
+        failed = sorted(k for k, good in ok.items() if not good)
+        failed = failed or [clip.problem or "no video or audio"]
         rec.update(status="failed", reason="misaligned", detail=", ".join(failed))
         return rec, False, None
     source = info.video

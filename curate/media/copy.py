@@ -132,8 +132,13 @@ def iter_copied_clips(
 
     spans = copy_spans(path, plans)
     for plan, span in zip(plans, spans, strict=True):
-        if span is None:  # nothing to copy: yielded empty, so its checks fail it
-            yield CutClip(plan, sample_rate=settings.sample_rate, planned=(plan.start, plan.end))
+        if span is None:  # nothing to copy: yielded empty, a misaligned row
+            yield CutClip(
+                plan,
+                sample_rate=settings.sample_rate,
+                planned=(plan.start, plan.end),
+                problem="cut: copy found no keyframe at or before the clip's start",
+            )
     todo = [(p, s) for p, s in zip(plans, spans, strict=True) if s is not None]
     if not todo:
         return

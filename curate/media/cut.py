@@ -63,6 +63,7 @@ class CutClip:
     audio_samples: int = 0
     sample_rate: int = 16000
     planned: tuple[float, float] | None = None  # cut: copy; the plan holds the true bounds
+    problem: str | None = None  # why nothing was written, when the cutter knows
 
     @property
     def video_seconds(self) -> float:

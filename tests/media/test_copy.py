@@ -99,3 +99,12 @@ def test_a_clip_at_the_start_copies_from_the_first_frame(tmp_path: Path) -> None
     assert isinstance(spans[0], Span)  # the first frame is a keyframe: copyable
     clip = next(iter_copied_clips(src, plans, CutSettings(frames=2), IMAGE))
     assert all(checks(clip).values())
+
+
+def test_a_clip_before_the_first_keyframe_says_why_it_has_nothing(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "v.mp4", segments_for([2.0]), size=(64, 48), fps=FPS, gop=GOP)
+    plans = [ClipPlan(0, -0.5, 1.0, (Cue(-0.5, 1.0, "x"),)), ClipPlan(1, 1.0, 2.0, ())]
+    assert copy_spans(src, plans)[0] is None
+    clips = {c.plan.index: c for c in iter_copied_clips(src, plans, CutSettings(), IMAGE)}
+    assert clips[0].video is None and "no keyframe" in (clips[0].problem or "")
+    assert clips[1].video is not None and clips[1].problem is None
