@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate.engine.stage import digest
-from curate.features.hashes import phash, sha256_hex, signature
+from curate.features.hashes import sha256_hex, signature
 from curate.features.text import caption_hash
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
@@ -27,7 +27,6 @@ __all__ = [
     "features_inputs",
     "features_partition",
     "pictures",
-    "preview",
     "write_features",
 ]
 
@@ -68,23 +67,15 @@ def pictures(members: dict[str, bytes]) -> list[bytes]:
     return [members[m] for m in sorted(m for m in members if _FRAME.fullmatch(m))]
 
 
-def preview(members: dict[str, bytes]) -> bytes | None:
-    """The image that stands for a sample: its image member, a clip's middle frame, or
-    None (an audio segment)."""
-    ext = next((e for e in _IMAGE_EXTS if e in members), None)
-    if ext is not None:
-        return members[ext]
-    frames = sorted(m for m in members if _FRAME.fullmatch(m))
-    return members[frames[len(frames) // 2]] if frames else None
-
-
 def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any] | None:
     """One ok sample's features from its raw-table record and its stored members; None for
     a sample with no picture (audio), which the picture-based dedup and filters skip."""
-    data = preview(members)
-    if data is None:
+    shown = pictures(members)
+    if not shown:
         return None
-    ph, thumb = signature(data)
+    sigs = [signature(p) for p in shown]  # each picture decoded once
+    mid = len(shown) // 2  # the image, or a clip's middle frame, stands for the sample
+    data, (ph, thumb) = shown[mid], sigs[mid]
     return {
         "uid": record["uid"],
         "sha256": sha256_hex(data),
@@ -96,7 +87,7 @@ def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, 
         "height": record["height"],
         "original_width": record["original_width"],
         "original_height": record["original_height"],
-        "frame_phash": [] if _is_image(members) else phash(pictures(members)).tolist(),
+        "frame_phash": [] if _is_image(members) else [h for h, _ in sigs],
     }
 
 
