@@ -346,6 +346,36 @@ class MediaConfig(_Model):
         return self
 
 
+class LabelsConfig(_Model):
+    """Pretraining-task labels written as members of each sample (`curate.labels`): every
+    label a pure function of (sample, `seed`, these settings)."""
+
+    enabled: bool = False
+    seed: int = Field(default=0, ge=0, description="The corpus seed every label draws from.")
+    tasks: list[Literal["mlm", "patchmask", "regions", "itm", "fom", "audiomask"]] = Field(
+        default=["mlm", "patchmask", "regions", "itm"],
+        description="Which labels: mlm, patchmask, regions, itm (images and clips); fom "
+        "(clips); audiomask (audio).",
+    )
+    mlm_prob: float = Field(default=0.15, ge=0, le=1)
+    text_length: int = Field(default=77, ge=8, le=512, description="Tokens per caption.")
+    patch_size: int = Field(default=16, ge=1, description="Pixels per patch side.")
+    patch_ratio: float = Field(default=0.4, ge=0, le=1)
+    region_method: Literal["grid", "slic"] = Field(
+        default="grid", description="grid: exact on every CPU; slic: superpixels."
+    )
+    region_grid: int = Field(default=4, ge=1, le=32, description="Cells (or superpixels) per side.")
+    region_ratio: float = Field(default=0.25, ge=0, le=1)
+    codebook_size: int = Field(default=64, ge=1, le=65536)
+    itm_hard: int = Field(default=3, ge=0)
+    itm_random: int = Field(default=1, ge=0)
+    itm_ceiling: float = Field(
+        default=0.9, ge=-1, le=1, description="Negatives more similar are likely positives."
+    )
+    audio_ratio: float = Field(default=0.15, ge=0, le=1)
+    audio_span_s: float = Field(default=0.4, gt=0)
+
+
 class PipelineConfig(_Model):
     """A whole pipeline: sources, then one section per stage."""
 

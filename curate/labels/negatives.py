@@ -1,0 +1,76 @@
+"""Image–text matching negatives: for each sample, captions of other samples that do not
+describe it. Hard ones are its caption's nearest neighbours by CLIP text embedding, never
+from its own dedup cluster (a near copy is a positive) and never above a similarity ceiling
+(likely false negatives: another photo of the same thing); random ones fill the rest, and
+are all there is without embeddings.
+
+Embeddings are quantised to multiples of 2**-12 before the dot products, so every partial
+sum is exact in float64 and the ranking is the same whatever BLAS or SIMD path runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Negative", "pick_negatives", "quantised_similarity"]
+
+_Q = 4096.0
+
+
+@dataclass(frozen=True)
+class Negative:
+    """Index of the negative sample, its similarity to the anchor (None when random
+    without embeddings), and how it was picked: "hard" or "random"."""
+
+    index: int
+    similarity: float | None
+    kind: str
+
+
+def quantised_similarity(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.float64]:
+    """a @ b.T on embeddings rounded to 2**-12: exact, so identical on every machine."""
+    qa = np.round(np.asarray(a, np.float64) * _Q) / _Q
+    qb = np.round(np.asarray(b, np.float64) * _Q) / _Q
+    return qa @ qb.T
+
+
+def pick_negatives(
+    anchor: int,
+    n: int,
+    cluster: NDArray[np.integer],
+    rng: np.random.Generator,
+    k_hard: int = 3,
+    k_random: int = 1,
+    ceiling: float = 0.9,
+    similarity: NDArray[np.floating] | None = None,
+) -> list[Negative]:
+    """Negatives of sample `anchor` among n samples. `cluster[i]` is sample i's dedup
+    cluster (a unique id when it has none); `similarity` is the anchor's row of
+    `quantised_similarity` (None: random negatives only, k_hard + k_random of them)."""
+    allowed = np.asarray(cluster) != cluster[anchor]
+    allowed[anchor] = False
+    hard: list[Negative] = []
+    if similarity is not None and k_hard > 0:
+        sim = np.asarray(similarity, np.float64)
+        ok = allowed & (sim <= ceiling)
+        idx = np.flatnonzero(ok)
+        order = idx[np.lexsort((idx, -sim[idx]))][:k_hard]  # most similar, lower index first
+        hard = [Negative(int(i), round(float(sim[i]), 6), "hard") for i in order]
+    taken = {h.index for h in hard}
+    want = k_random if similarity is not None else k_hard + k_random
+    pool = np.array([i for i in np.flatnonzero(allowed) if int(i) not in taken], np.int64)
+    picks: list[int] = []
+    if pool.size:
+        picks = [int(i) for i in rng.choice(pool, size=min(want, pool.size), replace=False)]
+    rand = [
+        Negative(
+            int(i),
+            round(float(similarity[i]), 6) if similarity is not None else None,
+            "random",
+        )
+        for i in sorted(picks)
+    ]
+    return hard + rand

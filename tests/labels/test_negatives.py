@@ -1,0 +1,52 @@
+"""ITM negatives: never the sample's own dedup cluster, never above the ceiling, the hard
+ones the nearest, exact similarities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from curate.labels import rng_for
+from curate.labels.negatives import pick_negatives, quantised_similarity
+
+
+def _emb(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+
+def test_similarity_is_exact_in_any_summation_order() -> None:
+    e = _emb(50, 512)
+    sim = quantised_similarity(e, e)
+    q = np.round(e.astype(np.float64) * 4096).astype(np.int64)
+    assert np.array_equal(sim * 4096 * 4096, (q @ q.T).astype(np.float64))
+    reversed_dims = quantised_similarity(e[:, ::-1], e[:, ::-1])
+    assert np.array_equal(sim, reversed_dims)
+
+
+def test_hard_negatives_skip_the_cluster_and_the_ceiling() -> None:
+    e = _emb(40)
+    e[1] = e[0]  # sample 1 is a near copy of 0: same dedup cluster
+    e[2] = (0.95 * e[0].astype(np.float64) + 0.05 * e[3]).astype(np.float16)  # too close
+    cluster = np.arange(40)
+    cluster[1] = 0
+    sim = quantised_similarity(e, e)
+    negs = pick_negatives(0, 40, cluster, rng_for(0, "itm", "0"), 3, 1, 0.9, sim[0])
+    idx = [n.index for n in negs]
+    assert len(negs) == 4 and len(set(idx)) == 4
+    assert 0 not in idx and 1 not in idx and 2 not in idx
+    assert all(n.similarity is not None and n.similarity <= 0.9 for n in negs)
+    hard = [n for n in negs if n.kind == "hard"]
+    allowed = [i for i in range(3, 40) if sim[0, i] <= 0.9]
+    best = sorted(allowed, key=lambda i: (-sim[0, i], i))[:3]
+    assert [n.index for n in hard] == best
+
+
+def test_random_negatives_without_embeddings() -> None:
+    cluster = np.array([0, 0, 1, 2, 3, 4])
+    negs = pick_negatives(0, 6, cluster, rng_for(0, "itm", "0"), 2, 1)
+    assert len(negs) == 3 and all(n.kind == "random" and n.similarity is None for n in negs)
+    assert {n.index for n in negs} <= {2, 3, 4, 5}
+    again = pick_negatives(0, 6, cluster, rng_for(0, "itm", "0"), 2, 1)
+    assert negs == again
+    few = pick_negatives(0, 2, np.array([0, 0]), rng_for(0, "itm", "0"), 2, 1)
+    assert few == []  # nobody outside the cluster
