@@ -350,7 +350,6 @@ class LabelsConfig(_Model):
     """Pretraining-task labels written as members of each sample (`curate.labels`): every
     label a pure function of (sample, `seed`, these settings)."""
 
-    enabled: bool = False
     seed: int = Field(default=0, ge=0, description="The corpus seed every label draws from.")
     tasks: list[Literal["mlm", "patchmask", "regions", "itm", "fom", "audiomask"]] = Field(
         default=["mlm", "patchmask", "regions", "itm"],
@@ -391,6 +390,9 @@ class PipelineConfig(_Model):
     engine: EngineConfig = EngineConfig()
     media: MediaConfig | None = Field(
         default=None, description="Set for a video or audio corpus (clips); null: images."
+    )
+    labels: LabelsConfig | None = Field(
+        default=None, description="Pretraining-task labels as sample members; null: none."
     )
 
     @model_validator(mode="after")
@@ -491,7 +493,7 @@ FETCH_SECTIONS = frozenset({"sources", "ingest", "fetch", "image", "media"})
 
 def _unset(cfg: PipelineConfig) -> set[str]:
     """Optional sections left out, so adding one keeps existing pipelines' hashes."""
-    return {"media"} if cfg.media is None else set()
+    return {name for name in ("media", "labels") if getattr(cfg, name) is None}
 
 
 def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:

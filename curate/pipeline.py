@@ -28,6 +28,7 @@ from curate.features.stage import FEATURES
 from curate.fetch.stage import FETCH
 from curate.filters.stage import FILTER
 from curate.io.sources import ingest
+from curate.labels.stage import LABELS, LABELSET
 from curate.ledger import LEDGER
 from curate.rundir import RunDir, partition_name
 from curate.shards.stage import MANIFEST, SHARDS
@@ -35,7 +36,19 @@ from curate.tables import write_table
 
 __all__ = ["STAGES", "RunResult", "members", "run"]
 
-STAGES: list[Stage] = [FETCH, CLIPS, FEATURES, CLIP, DEDUP, FILTER, SHARDS, MANIFEST, LEDGER]
+STAGES: list[Stage] = [
+    FETCH,
+    CLIPS,
+    FEATURES,
+    CLIP,
+    DEDUP,
+    FILTER,
+    LABELSET,
+    LABELS,
+    SHARDS,
+    MANIFEST,
+    LEDGER,
+]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ __all__ = ["CARD", "LAYOUT", "MANIFEST", "SIZES", "RunDir", "partition_name"]
 LAYOUT = 2
 # Files of a shards folder beside the tars; a corpus keeps them when copied out of its run.
 SIZES, MANIFEST, CARD = "sizes.json", "manifest.json", "README.md"
-_FOLDERS = ("ingest", "raw", "features", "decisions", "ledger", "shards", "state")
+_FOLDERS = ("ingest", "raw", "features", "decisions", "labels", "ledger", "shards", "state")
 _PACKAGES = (
     "curate",
     "dask",
@@ -110,6 +110,15 @@ class RunDir:
 
     def media(self, part: str, uid: str) -> Path:
         return self.media_dir(part) / uid
+
+    def labels_tar(self, part: str) -> Path:
+        """A partition's label members, keyed by uid, merged into the final shards."""
+        return self.root / "labels" / f"{part}.tar"
+
+    @property
+    def codebook(self) -> Path:
+        """The region codebook fitted on the corpus (k-means centres, float64 .npy)."""
+        return self.root / "decisions" / "codebook.npy"
 
     def ledger(self, part: str) -> Path:
         return self.root / "ledger" / f"{part}.parquet"

@@ -216,6 +216,11 @@ class Manifest(BaseModel):
     members: list[str]
     total_samples: int
     shards: list[ManifestShard]
+    labels: dict[str, Any] | None = Field(
+        default=None,
+        description="The label spec, when the corpus has labels: version and every setting "
+        "(curate.config.LabelsConfig), seed included. Absent otherwise.",
+    )
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ STAGE_PACKAGES = (
     "curate.shards",
     "curate.ledger",
     "curate.clips",
+    "curate.labels",
 )
 DRIVERS = ("curate.pipeline", "curate.cli", "curate.demo", "curate.__main__")
 STAGE_MODULES = (
@@ -33,6 +34,7 @@ STAGE_MODULES = (
     "curate.filters.stage",
     "curate.shards.stage",
     "curate.clips.stage",
+    "curate.labels.stage",
 )
 
 
@@ -97,6 +99,7 @@ def test_engine_imports_no_stage() -> None:
         ("curate.filters", ("curate.fetch", "curate.dedup", "curate.shards", "curate.ledger")),
         ("curate.fetch", ("curate.dedup", "curate.filters", "curate.ledger")),
         ("curate.media", (*STAGE_PACKAGES, "curate.engine")),
+        ("curate.labels", ("curate.fetch", "curate.dedup", "curate.filters", "curate.ledger")),
         # the ledger reads every stage's output through curate.tables, never stage code
         ("curate.ledger", tuple(p for p in STAGE_PACKAGES if p != "curate.ledger")),
     ],

@@ -64,7 +64,8 @@ def sha256_file(path: Path) -> str:
 
 
 def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
-    """Copy the planned samples out of their raw tars into shards/NNNNN.tar."""
+    """Copy the planned samples out of their raw tars (with their labels, when the labels
+    stage wrote any) into shards/NNNNN.tar."""
     run = RunDir(run_dir)
     wanted: dict[str, set[str]] = {}
     for part, uid in plan.members:
@@ -74,6 +75,12 @@ def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
         for key, members in iter_tar_samples(run.raw_tar(part)):
             if key in uids:
                 found[key] = members
+    for part in wanted:  # the labels stage's members, when it ran
+        labels = run.labels_tar(part)
+        if labels.exists():
+            for key, members in iter_tar_samples(labels):
+                if key in found:
+                    found[key] = {**found[key], **members}
     missing = [uid for _, uid in plan.members if uid not in found]
     if missing:
         raise RuntimeError(f"shard {plan.name}: {len(missing)} planned samples missing from raw")

@@ -38,14 +38,19 @@ def manifest_task(
     members: list[str],
     config_hash: str,
     samples_per_shard: int,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest stage's task: the placement, then sizes.json and manifest.json."""
     write_placement(RunDir(run_dir), samples_per_shard, [s["shard"] for s in summaries])
-    return write_manifest(run_dir, summaries, members, config_hash)
+    return write_manifest(run_dir, summaries, members, config_hash, labels)
 
 
 def write_manifest(
-    run_dir: str, summaries: list[dict[str, Any]], members: list[str], config_hash: str
+    run_dir: str,
+    summaries: list[dict[str, Any]],
+    members: list[str],
+    config_hash: str,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Remove tars no shard task wrote (an earlier, larger plan's), write sizes.json, then
     manifest.json (last: its presence means the corpus is complete)."""
@@ -64,7 +69,8 @@ def write_manifest(
             "members": members,
             "total_samples": sum(sizes.values()),
             "shards": summaries,
+            "labels": labels,
         }
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude_none=True)
     write_json(run.manifest, manifest)
     return {"shards": len(summaries), "total_samples": manifest["total_samples"]}

@@ -5,6 +5,7 @@ function of the raw records and the decisions, so any worker can write any shard
 from __future__ import annotations
 
 from curate.engine.stage import Plan, Stage, Task, digest, read_marker, stage_digest
+from curate.labels.members import LABELS_VERSION
 from curate.shards.final import kept_samples, plan_shards, write_final_shard
 from curate.shards.manifest import manifest_task
 
@@ -21,7 +22,8 @@ def _shards(p: Plan) -> list[Task]:
     tasks = []
     for plan in plans:
         parts = sorted({part for part, _ in plan.members})
-        inputs = digest(SHARDS_VERSION, plan.digest, *(run.marker("fetch", part) for part in parts))
+        upstream = [run.marker(stage, part) for part in parts for stage in ("fetch", "labels")]
+        inputs = digest(SHARDS_VERSION, plan.digest, *upstream)
         outputs = (run.shard(plan.name),)
         tasks.append(Task(plan.name, write_final_shard, (root, plan), inputs, outputs))
     return tasks
@@ -37,8 +39,10 @@ def _manifest(p: Plan) -> list[Task]:
     members = sorted(p.members)
     per_shard = p.cfg.shards.samples_per_shard
     shards = stage_digest(run, "shards")
+    spec = p.cfg.labels
+    labels = None if spec is None else {"version": LABELS_VERSION, "spec": spec.model_dump()}
     inputs = digest(SHARDS_VERSION, shards, "\n".join(members), p.config_hash, str(per_shard))
-    args = (str(run.root), summaries, members, p.config_hash, per_shard)
+    args = (str(run.root), summaries, members, p.config_hash, per_shard, labels)
     outputs = (run.sizes, run.manifest, run.decision("placement"))
     return [Task("all", manifest_task, args, inputs, outputs)]
 

@@ -1,11 +1,19 @@
-"""Shard checks: counts against sizes.json, unique keys, one member set, checksums."""
+"""Shard checks: counts against sizes.json, unique keys, one member set, checksums, and, in
+a labelled corpus, every label member against the spec in manifest.json."""
 
 from __future__ import annotations
 
+import io
+import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
+from PIL import Image
+
+from curate.config import LabelsConfig
 from curate.io.atomic import read_json
+from curate.labels.members import Expect, check_member
 from curate.rundir import MANIFEST, SIZES
 from curate.shards.final import sha256_file
 from curate.shards.tar import iter_tar_samples
@@ -27,6 +35,12 @@ def validate_shards(folder: Path) -> list[str]:
     members = tuple(manifest["members"]) if manifest else None
     tars = sorted(p.name for p in folder.glob("*.tar"))
     owner: dict[str, str] = {}
+    spec = (
+        LabelsConfig.model_validate(manifest["labels"]["spec"])
+        if manifest and manifest.get("labels")
+        else None
+    )
+    refs: list[tuple[str, str, str]] = []  # (shard, key, the key an ITM negative names)
     for name in sorted(set(tars) - set(sizes)):
         problems.append(f"{name}: not listed in sizes.json")
     for name, expected in sizes.items():
@@ -34,14 +48,57 @@ def validate_shards(folder: Path) -> list[str]:
         if not path.exists():
             problems.append(f"{name}: listed in sizes.json but missing")
             continue
-        problems += _check_tar(path, expected, members, owner)
+        problems += _check_tar(path, expected, members, owner, spec, refs)
         if name in sums and sha256_file(path) != sums[name]:
             problems.append(f"{name}: sha256 differs from manifest.json")
+    for shard, key, target in refs:
+        if target not in owner:
+            problems.append(f"{shard}: key {key!r}: itm.json negative {target!r} is no sample")
     return problems
 
 
+_LABELS = ("mlm.npz", "patchmask.npy", "regions.json", "itm.json", "fom.json", "audiomask.json")
+
+
+def _check_labels(
+    shard: str, key: str, group: dict[str, bytes], spec: LabelsConfig, refs: list[Any]
+) -> list[str]:
+    """The sample's label members against the spec; ITM targets are checked at the end."""
+    width = height = 0
+    frames = sorted(m for m in group if m.endswith(".jpg"))
+    picture = group.get("jpg") or (group[frames[len(frames) // 2]] if frames else None)
+    if picture is not None:
+        with Image.open(io.BytesIO(picture)) as im:
+            width, height = im.size
+    duration = 0.0
+    if "json" in group:
+        meta = json.loads(group["json"])
+        if "start" in meta and "end" in meta:
+            duration = float(meta["end"]) - float(meta["start"])
+    expect = Expect(width=width, height=height, frames=len(frames), duration=duration)
+    problems = []
+    for name in _LABELS:
+        if name not in group:
+            continue
+        if name == "itm.json":
+            try:
+                targets = [n["key"] for n in json.loads(group[name])["negatives"]]
+            except (ValueError, KeyError, TypeError) as err:
+                problems.append(f"itm.json does not decode: {err!r}")
+                continue
+            refs += [(shard, key, t) for t in targets]
+            continue
+        problems += check_member(name, group[name], spec, expect)
+    return [f"{shard}: key {key!r}: {p}" for p in problems]
+
+
 def _check_tar(
-    path: Path, expected: int, members: tuple[str, ...] | None, owner: dict[str, str]
+    path: Path,
+    expected: int,
+    members: tuple[str, ...] | None,
+    owner: dict[str, str],
+    spec: LabelsConfig | None = None,
+    refs: list[Any] | None = None,
 ) -> list[str]:
     """Check one shard; `owner` maps keys seen so far to their shard, across the corpus."""
     seen: set[str] = set()
@@ -58,6 +115,10 @@ def _check_tar(
             if members is not None and tuple(sorted(group)) != members:
                 got = sorted(group)
                 return [f"{path.name}: key {key!r} has members {got}, expected {list(members)}"]
+            if spec is not None:
+                bad = _check_labels(path.name, key, group, spec, refs if refs is not None else [])
+                if bad:
+                    return bad
     except (tarfile.TarError, OSError, EOFError) as err:
         return [f"{path.name}: unreadable or truncated tar ({err})"]
     if count != expected:

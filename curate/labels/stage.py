@@ -1,0 +1,227 @@
+"""The label stages, between `filter` and `shards`, when a pipeline has a `labels:` section.
+
+`labelset` (one task over the corpus): fits the region codebook on the kept samples'
+pictures (decisions/codebook.npy) and picks every kept sample's ITM negatives among the
+kept samples, hard ones from the CLIP text embeddings when the CLIP stage ran
+(decisions/itm.parquet). `labels` (one task per partition): each kept sample's label
+members into labels/NNNNN.tar, keyed by uid; the shards stage merges them in. Without a
+`labels:` section one task removes what an earlier run wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from typing import Any
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+from curate.config import LabelsConfig, PipelineConfig
+from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
+from curate.features.rows import pictures
+from curate.io.atomic import atomic_open
+from curate.labels.members import (
+    LABELS_VERSION,
+    audiomask_member,
+    fom_member,
+    itm_member,
+    mlm_member,
+    patchmask_member,
+    regions_member,
+    sample_regions,
+)
+from curate.labels.negatives import pick_negatives, quantised_similarity
+from curate.labels.regions import fit_codebook, region_features
+from curate.labels.seed import rng_for
+from curate.rundir import RunDir
+from curate.shards.final import kept_samples
+from curate.shards.tar import TarShardWriter, iter_tar_samples
+from curate.tables import raw_table, write_table
+
+__all__ = ["LABELS", "LABELSET", "label_members"]
+
+_ITM_SCHEMA = {"uid": pl.String(), "itm": pl.String()}
+_BLOCK = 1024  # anchors per similarity block: n x 1024 float64 at a time
+
+
+def label_members(cfg: PipelineConfig) -> tuple[str, ...]:
+    """The label members every sample of this corpus carries."""
+    spec = cfg.labels
+    if spec is None:
+        return ()
+    kind = "image" if cfg.media is None else cfg.media.kind
+    pictured = kind in ("image", "video")
+    out = []
+    for task in spec.tasks:
+        if task == "mlm" or task == "itm":
+            out.append(f"{task}.{'npz' if task == 'mlm' else 'json'}")
+        elif task == "patchmask" and pictured:
+            out.append("patchmask.npy")
+        elif task == "regions" and pictured:
+            out.append("regions.json")
+        elif task == "fom" and kind == "video":
+            out.append("fom.json")
+        elif task == "audiomask" and kind == "audio":
+            out.append("audiomask.json")
+    return tuple(out)
+
+
+def _picture(members: dict[str, bytes]) -> np.ndarray | None:
+    """The sample's stored picture (a clip's middle frame) as RGB, or None (audio)."""
+    shown = pictures(members)
+    if not shown:
+        return None
+    with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def _kept(run: RunDir) -> pl.DataFrame:
+    """Kept samples in corpus order with their captions."""
+    kept = kept_samples(run)
+    captions = raw_table(run).select("uid", "caption")
+    return kept.join(captions, on="uid", how="left", maintain_order="left")
+
+
+def _text_embeddings(run: RunDir, kept: pl.DataFrame) -> np.ndarray | None:
+    """Row-aligned CLIP text embeddings of the kept samples, or None without them."""
+    rows: dict[str, np.ndarray] = {}
+    for part in kept["partition"].unique().sort().to_list():
+        path = run.text_embeddings(part)
+        if not path.exists() or not run.features(part).exists():
+            return None
+        uids = pl.read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
+        emb = np.load(path)
+        rows.update(zip(uids, emb, strict=True))
+    uids = kept["uid"].to_list()
+    if any(u not in rows for u in uids):
+        return None
+    return np.stack([rows[u] for u in uids]) if uids else None
+
+
+def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
+    """The corpus-wide parts: region codebook and ITM negatives."""
+    run = RunDir(run_dir)
+    kept = _kept(run)
+    uids, captions = kept["uid"].to_list(), kept["caption"].fill_null("").to_list()
+    feats = []
+    if "regions" in spec.tasks:
+        wanted = set(uids)
+        for part in kept["partition"].unique().sort().to_list():
+            for key, members in iter_tar_samples(run.raw_tar(part)):
+                image = _picture(members) if key in wanted else None
+                if image is not None:
+                    feats.append(region_features(sample_regions(image, spec)))
+    all_feats = np.concatenate(feats) if feats else np.zeros((0, 11))
+    book = fit_codebook(all_feats, spec.codebook_size, rng_for(spec.seed, "codebook", "corpus"))
+    with atomic_open(run.codebook) as f:
+        np.save(f, book)
+    itm: list[str] = []
+    hard = 0
+    if "itm" in spec.tasks and uids:
+        emb = _text_embeddings(run, kept)
+        cluster = np.arange(len(uids))  # kept samples are one per dedup cluster
+        for lo in range(0, len(uids), _BLOCK):
+            sims = quantised_similarity(emb[lo : lo + _BLOCK], emb) if emb is not None else None
+            for i in range(lo, min(lo + _BLOCK, len(uids))):
+                row = sims[i - lo] if sims is not None else None
+                rng = rng_for(spec.seed, "itm", uids[i])
+                negs = pick_negatives(
+                    i,
+                    len(uids),
+                    cluster,
+                    rng,
+                    spec.itm_hard,
+                    spec.itm_random,
+                    spec.itm_ceiling,
+                    row,
+                )
+                hard += sum(n.kind == "hard" for n in negs)
+                itm.append(itm_member(negs, uids, captions).decode())
+    table = pl.DataFrame({"uid": uids if itm else [], "itm": itm}, schema=_ITM_SCHEMA)
+    write_table(run.decision("itm"), table)
+    return {"samples": len(uids), "codebook": len(book), "hard_negatives": hard}
+
+
+def labels_partition(run_dir: str, part: str, cfg: PipelineConfig) -> dict[str, Any]:
+    """Label members of the partition's kept samples into labels/NNNNN.tar."""
+    spec = cfg.labels
+    assert spec is not None
+    run = RunDir(run_dir)
+    kept = _kept(run).filter(pl.col("partition") == part)
+    captions = dict(zip(kept["uid"], kept["caption"], strict=True))
+    itm = pl.read_parquet(run.decision("itm"))
+    negatives = dict(zip(itm["uid"], itm["itm"], strict=True))
+    book = np.load(run.codebook)
+    names = set(label_members(cfg))
+    n = 0
+    with TarShardWriter(run.labels_tar(part)) as tar:
+        for key, members in iter_tar_samples(run.raw_tar(part)):
+            if key not in captions:
+                continue
+            out: dict[str, bytes] = {}
+            if "mlm.npz" in names:
+                out["mlm.npz"] = mlm_member(captions[key], key, spec)
+            image = _picture(members) if names & {"patchmask.npy", "regions.json"} else None
+            if image is not None and "patchmask.npy" in names:
+                out["patchmask.npy"] = patchmask_member(image.shape[1], image.shape[0], key, spec)
+            if image is not None and "regions.json" in names:
+                out["regions.json"] = regions_member(sample_regions(image, spec), key, spec, book)
+            if "itm.json" in names:
+                out["itm.json"] = negatives[key].encode()
+            meta = json.loads(members.get("json", b"{}"))
+            if "fom.json" in names:
+                out["fom.json"] = fom_member(len(pictures(members)), key, spec)
+            if "audiomask.json" in names:
+                out["audiomask.json"] = audiomask_member(meta["end"] - meta["start"], key, spec)
+            tar.write(key, out)
+            n += 1
+    return {"partition": part, "samples": n}
+
+
+def clear_labels(run_dir: str) -> dict[str, Any]:
+    """No labels: remove what an earlier run with them left."""
+    run = RunDir(run_dir)
+    removed = run.codebook.exists() + run.decision("itm").exists()
+    run.codebook.unlink(missing_ok=True)
+    run.decision("itm").unlink(missing_ok=True)
+    shutil.rmtree(run.root / "labels", ignore_errors=True)
+    return {"removed": removed}
+
+
+def _inputs(p: Plan) -> str:
+    run = p.run
+    return digest(
+        str(LABELS_VERSION),
+        p.cfg.labels,
+        p.cfg.media,
+        stage_digest(run, "dedup"),
+        stage_digest(run, "filter"),
+        stage_digest(run, "clip"),
+    )
+
+
+def _labelset(p: Plan) -> list[Task]:
+    run, spec = p.run, p.cfg.labels
+    root = str(run.root)
+    if spec is None:
+        return [Task("off", clear_labels, (root,), digest("off"))]
+    outputs = (run.codebook, run.decision("itm"))
+    return [Task("all", labelset_task, (root, spec), _inputs(p), outputs)]
+
+
+def _labels(p: Plan) -> list[Task]:
+    run = p.run
+    if p.cfg.labels is None:
+        return []
+    inputs = digest(_inputs(p), stage_digest(run, "labelset"))
+    return [
+        Task(part, labels_partition, (str(run.root), part, p.cfg), inputs, (run.labels_tar(part),))
+        for part in run.partitions()
+    ]
+
+
+LABELSET = Stage("labelset", _labelset)
+LABELS = Stage("labels", _labels, members=label_members)
