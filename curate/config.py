@@ -161,6 +161,12 @@ class ImageConfig(_Model):
 
 class ShardsConfig(_Model):
     samples_per_shard: int = Field(default=1000, ge=1)
+    shuffle_seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Shuffle samples across shards with this seed (the same order on any "
+        "machine); null: input order.",
+    )
 
 
 class ClipConfig(_Model):

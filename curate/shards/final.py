@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.labels.seed import rng_for
 from curate.rundir import RunDir
 from curate.shards.tar import TarShardWriter, iter_tar_samples
 from curate.tables import raw_table, read_dedup, read_filtered
@@ -42,8 +43,14 @@ def kept_samples(run: RunDir) -> pl.DataFrame:
     return kept.select("partition", "uid")
 
 
-def plan_shards(kept: pl.DataFrame, samples_per_shard: int) -> list[ShardPlan]:
-    """Assign kept rows (columns `partition`, `uid`, in order) to consecutive final shards."""
+def plan_shards(
+    kept: pl.DataFrame, samples_per_shard: int, shuffle_seed: int | None = None
+) -> list[ShardPlan]:
+    """Assign kept rows (columns `partition`, `uid`, in order) to consecutive final shards,
+    after a seeded shuffle when `shuffle_seed` is set (PCG64: the same order anywhere)."""
+    if shuffle_seed is not None and kept.height:
+        order = rng_for(shuffle_seed, "shuffle", "corpus").permutation(kept.height)
+        kept = kept[order.tolist()]
     plans = []
     parts = kept["partition"].to_list()
     uids = kept["uid"].to_list()

@@ -18,10 +18,12 @@ from curate.tables import MANIFEST_VERSION, PLACEMENT_SCHEMA, Manifest, write_ta
 __all__ = ["manifest_task", "write_manifest", "write_placement"]
 
 
-def write_placement(run: RunDir, samples_per_shard: int, shards: list[str]) -> None:
+def write_placement(
+    run: RunDir, samples_per_shard: int, shards: list[str], shuffle_seed: int | None = None
+) -> None:
     """decisions/placement.parquet from the same plan the shard tasks wrote, checked
     against the shards they reported."""
-    plans = plan_shards(kept_samples(run), samples_per_shard)
+    plans = plan_shards(kept_samples(run), samples_per_shard, shuffle_seed)
     if [f"{p.name}.tar" for p in plans] != shards:
         raise RuntimeError(f"shard plan {len(plans)} shards, shard tasks reported {len(shards)}")
     placement = pl.DataFrame(
@@ -39,9 +41,11 @@ def manifest_task(
     config_hash: str,
     samples_per_shard: int,
     labels: dict[str, Any] | None = None,
+    shuffle_seed: int | None = None,
 ) -> dict[str, Any]:
     """The manifest stage's task: the placement, then sizes.json and manifest.json."""
-    write_placement(RunDir(run_dir), samples_per_shard, [s["shard"] for s in summaries])
+    shards = [s["shard"] for s in summaries]
+    write_placement(RunDir(run_dir), samples_per_shard, shards, shuffle_seed)
     return write_manifest(run_dir, summaries, members, config_hash, labels)
 
 

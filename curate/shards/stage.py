@@ -17,7 +17,9 @@ SHARDS_VERSION = "1"
 
 def _shards(p: Plan) -> list[Task]:
     run = p.run
-    plans = plan_shards(kept_samples(run), p.cfg.shards.samples_per_shard)
+    plans = plan_shards(
+        kept_samples(run), p.cfg.shards.samples_per_shard, p.cfg.shards.shuffle_seed
+    )
     root = str(run.root)
     tasks = []
     for plan in plans:
@@ -41,8 +43,11 @@ def _manifest(p: Plan) -> list[Task]:
     shards = stage_digest(run, "shards")
     spec = p.cfg.labels
     labels = None if spec is None else {"version": LABELS_VERSION, "spec": spec.model_dump()}
-    inputs = digest(SHARDS_VERSION, shards, "\n".join(members), p.config_hash, str(per_shard))
-    args = (str(run.root), summaries, members, p.config_hash, per_shard, labels)
+    seed = p.cfg.shards.shuffle_seed
+    inputs = digest(
+        SHARDS_VERSION, shards, "\n".join(members), p.config_hash, str(per_shard), str(seed)
+    )
+    args = (str(run.root), summaries, members, p.config_hash, per_shard, labels, seed)
     outputs = (run.sizes, run.manifest, run.decision("placement"))
     return [Task("all", manifest_task, args, inputs, outputs)]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from conftest import pipeline_yaml
 
@@ -27,7 +28,7 @@ LABELS = {"seed": 3, "codebook_size": 8, "itm_hard": 2, "itm_random": 1}
 
 def _run(urls: Path, folder: Path) -> RunResult:
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = pipeline_yaml(folder, urls, clip=TINY, labels=LABELS)
+    cfg = pipeline_yaml(folder, urls, clip=TINY, labels=LABELS, shards={"shuffle_seed": 11})
     return curate.run(cfg, folder / "out", progress=False)
 
 
@@ -145,8 +146,53 @@ def test_validate_names_a_broken_label_and_a_dangling_negative(
     assert any("mlm.npz: an input id outside" in p for p in problems), problems
 
 
+def test_shuffled_shards_hold_every_kept_sample_once_in_a_seeded_order(
+    labelled: RunResult,
+) -> None:
+    from curate.shards.final import kept_samples, plan_shards
+
+    run = RunDir(labelled.output)
+    kept = kept_samples(run)["uid"].to_list()
+    written = [k for s in run.shard_files() for k, _ in iter_tar_samples(s)]
+    assert sorted(written) == sorted(kept) and written != kept
+    again = [u for p in plan_shards(kept_samples(run), 20, 11) for _, u in p.members]
+    assert again == written
+    placement = pl.read_parquet(run.decision("placement"))
+    assert placement["uid"].to_list() == written
+
+
 def test_the_manifest_records_the_label_spec(labelled: RunResult) -> None:
     manifest = json.loads((RunDir(labelled.output).shards_dir / "manifest.json").read_text())
     assert manifest["labels"]["version"] == 1
     assert LabelsConfig.model_validate(manifest["labels"]["spec"]) == LabelsConfig(**LABELS)
     assert {"itm.json", "mlm.npz", "patchmask.npy", "regions.json"} <= set(manifest["members"])
+
+
+def test_an_audio_corpus_gets_text_matching_and_audio_spans(tmp_path: Path) -> None:
+    from curate.shards.validate import validate_shards
+    from curate.testing.media import make_audio, segments_for, timed_text
+
+    files = tmp_path / "files"
+    for name, offset in (("talk", 0), ("song", 2)):
+        segs = segments_for([1.5, 2.0, 1.5], offset)
+        make_audio(files / f"{name}.wav", segs)
+        (files / f"{name}.srt").write_bytes(timed_text(segs, "srt"))
+    cfg = {
+        "sources": [{"kind": "folder", "path": str(files), "files": "audio"}],
+        "media": {"kind": "audio", "min_clip_s": 1.0, "max_clip_s": 2.0},
+        "dedup": {"enabled": False},
+        "labels": {"tasks": ["mlm", "itm", "audiomask"], "audio_span_s": 0.25},
+        "engine": {"n_workers": 1},
+    }
+    res = curate.run(cfg, tmp_path / "out", progress=False)
+    samples = _samples(res)
+    assert len(samples) == 6
+    spec = LabelsConfig(tasks=["mlm", "itm", "audiomask"], audio_span_s=0.25)
+    for members in samples.values():
+        assert set(members) == {"flac", "txt", "json", "mlm.npz", "itm.json", "audiomask.json"}
+        meta = json.loads(members["json"])
+        expect = Expect(duration=meta["end"] - meta["start"])
+        assert check_member("audiomask.json", members["audiomask.json"], spec, expect) == []
+        negs = json.loads(members["itm.json"])["negatives"]
+        assert [n["kind"] for n in negs] == ["random"] * 4  # no pictures, no CLIP: random
+    assert validate_shards(RunDir(res.output).shards_dir) == []
