@@ -357,10 +357,10 @@ class LabelsConfig(_Model):
     label a pure function of (sample, `seed`, these settings)."""
 
     seed: int = Field(default=0, ge=0, description="The corpus seed every label draws from.")
-    tasks: list[Literal["mlm", "patchmask", "regions", "itm", "fom", "audiomask"]] = Field(
+    tasks: list[Literal["mlm", "patchmask", "regions", "itm", "fom", "vsm", "audiomask"]] = Field(
         default=["mlm", "patchmask", "regions", "itm"],
-        description="Which labels: mlm, patchmask, regions, itm (images and clips); fom "
-        "(clips); audiomask (audio).",
+        description="Which labels: mlm, patchmask, regions, itm (images and clips); fom, "
+        "vsm (clips); audiomask (audio).",
     )
     mlm_prob: float = Field(default=0.15, ge=0, le=1)
     text_length: int = Field(default=77, ge=8, le=512, description="Tokens per caption.")
@@ -376,6 +376,11 @@ class LabelsConfig(_Model):
     itm_random: int = Field(default=1, ge=0)
     itm_ceiling: float = Field(
         default=0.9, ge=-1, le=1, description="Negatives more similar are likely positives."
+    )
+    vsm_hard: int = Field(default=3, ge=0)
+    vsm_random: int = Field(default=1, ge=0)
+    vsm_neighbours: int = Field(
+        default=2, ge=0, description="Clips this close in the same video are never negatives."
     )
     audio_ratio: float = Field(default=0.15, ge=0, le=1)
     audio_span_s: float = Field(default=0.4, gt=0)

@@ -7,6 +7,7 @@ Members (documented in schemas/labels.md):
   KEY.regions.json   {"method", "regions": [{box, area, mean_rgb, hist, class}], "masked"}
   KEY.itm.json       {"negatives": [{key, caption, similarity, kind}]}
   KEY.fom.json       {"order": [...]}: a permutation of the clip's frames
+  KEY.vsm.json       {"negatives": [{key, text, similarity, kind}]}: other clips' subtitles
   KEY.audiomask.json {"spans": [[start, end], ...]} in seconds of the segment
 """
 
@@ -46,6 +47,7 @@ __all__ = [
     "patchmask_member",
     "regions_member",
     "sample_regions",
+    "vsm_member",
 ]
 
 # Bump when a label's bytes change for the same sample, seed and settings.
@@ -106,6 +108,23 @@ def itm_member(
                 {
                     "key": keys[n.index],
                     "caption": captions[n.index],
+                    "similarity": n.similarity,
+                    "kind": n.kind,
+                }
+                for n in negatives
+            ]
+        }
+    )
+
+
+def vsm_member(negatives: Sequence[Negative], keys: Sequence[str], texts: Sequence[str]) -> bytes:
+    """Video-subtitle matching: other clips' subtitles that do not belong to this clip."""
+    return _json(
+        {
+            "negatives": [
+                {
+                    "key": keys[n.index],
+                    "text": texts[n.index],
                     "similarity": n.similarity,
                     "kind": n.kind,
                 }
@@ -176,10 +195,10 @@ def _check(name: str, data: bytes, spec: LabelsConfig, expect: Expect) -> list[s
                 problems.append(f"regions.json: class {r['class']} outside the codebook")
         if any(not 0 <= i < len(regions) for i in doc["masked"]):
             problems.append("regions.json: a masked index names no region")
-    elif name == "itm.json":
+    elif name in ("itm.json", "vsm.json"):
         for neg in json.loads(data)["negatives"]:
             if neg["key"] not in expect.keys:
-                problems.append(f"itm.json: negative {neg['key']} is no sample of the corpus")
+                problems.append(f"{name}: negative {neg['key']} is no sample of the corpus")
     elif name == "fom.json":
         order = json.loads(data)["order"]
         if sorted(order) != list(range(expect.frames)):

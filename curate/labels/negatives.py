@@ -46,12 +46,16 @@ def pick_negatives(
     k_random: int = 1,
     ceiling: float = 0.9,
     similarity: NDArray[np.floating] | None = None,
+    excluded: NDArray[np.bool_] | None = None,
 ) -> list[Negative]:
     """Negatives of sample `anchor` among n samples. `cluster[i]` is sample i's dedup
     cluster (a unique id when it has none); `similarity` is the anchor's row of
-    `quantised_similarity` (None: random negatives only, k_hard + k_random of them)."""
+    `quantised_similarity` (None: random negatives only, k_hard + k_random of them);
+    `excluded` marks other samples this anchor must not get (e.g. neighbouring clips)."""
     allowed = np.asarray(cluster) != cluster[anchor]
     allowed[anchor] = False
+    if excluded is not None:
+        allowed &= ~np.asarray(excluded, bool)
     hard: list[Negative] = []
     if similarity is not None and k_hard > 0:
         sim = np.asarray(similarity, np.float64)

@@ -32,6 +32,7 @@ from curate.labels.members import (
     patchmask_member,
     regions_member,
     sample_regions,
+    vsm_member,
 )
 from curate.labels.negatives import pick_negatives, quantised_similarity
 from curate.labels.regions import fit_codebook, region_features
@@ -43,7 +44,7 @@ from curate.tables import raw_table, write_table
 
 __all__ = ["LABELS", "LABELSET", "label_members"]
 
-_ITM_SCHEMA = {"uid": pl.String(), "itm": pl.String()}
+_ITM_SCHEMA = {"uid": pl.String(), "itm": pl.String(), "vsm": pl.String()}
 _BLOCK = 1024  # anchors per similarity block: n x 1024 float64 at a time
 
 
@@ -62,8 +63,8 @@ def label_members(cfg: PipelineConfig) -> tuple[str, ...]:
             out.append("patchmask.npy")
         elif task == "regions" and pictured:
             out.append("regions.json")
-        elif task == "fom" and kind == "video":
-            out.append("fom.json")
+        elif task in ("fom", "vsm") and kind == "video":
+            out.append(f"{task}.json")
         elif task == "audiomask" and kind == "audio":
             out.append("audiomask.json")
     return tuple(out)
@@ -101,8 +102,35 @@ def _text_embeddings(run: RunDir, kept: pl.DataFrame) -> np.ndarray | None:
     return np.stack([rows[u] for u in uids]) if uids else None
 
 
+def _negatives(
+    uids: list[str],
+    emb: np.ndarray | None,
+    seed: int,
+    task: str,
+    k_hard: int,
+    k_random: int,
+    ceiling: float,
+    near: Any = None,
+) -> list[list[Any]]:
+    """Each sample's negatives among `uids`: hard by exact text similarity in blocks of
+    anchors (never the whole n x n matrix), `near(i)` marking samples anchor i must skip."""
+    cluster = np.arange(len(uids))  # kept samples are one per dedup cluster
+    out = []
+    for lo in range(0, len(uids), _BLOCK):
+        sims = quantised_similarity(emb[lo : lo + _BLOCK], emb) if emb is not None else None
+        for i in range(lo, min(lo + _BLOCK, len(uids))):
+            row = sims[i - lo] if sims is not None else None
+            rng = rng_for(seed, task, uids[i])
+            excluded = near(i) if near is not None else None
+            negs = pick_negatives(
+                i, len(uids), cluster, rng, k_hard, k_random, ceiling, row, excluded
+            )
+            out.append(negs)
+    return out
+
+
 def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
-    """The corpus-wide parts: region codebook and ITM negatives."""
+    """The corpus-wide parts: region codebook, ITM and VSM negatives."""
     run = RunDir(run_dir)
     kept = _kept(run)
     uids, captions = kept["uid"].to_list(), kept["caption"].fill_null("").to_list()
@@ -118,29 +146,37 @@ def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
     book = fit_codebook(all_feats, spec.codebook_size, rng_for(spec.seed, "codebook", "corpus"))
     with atomic_open(run.codebook) as f:
         np.save(f, book)
-    itm: list[str] = []
-    hard = 0
+    emb = _text_embeddings(run, kept) if {"itm", "vsm"} & set(spec.tasks) else None
+    itm_negs: list[list[Any]] = []
+    vsm_negs: list[list[Any]] = []
     if "itm" in spec.tasks and uids:
-        emb = _text_embeddings(run, kept)
-        cluster = np.arange(len(uids))  # kept samples are one per dedup cluster
-        for lo in range(0, len(uids), _BLOCK):
-            sims = quantised_similarity(emb[lo : lo + _BLOCK], emb) if emb is not None else None
-            for i in range(lo, min(lo + _BLOCK, len(uids))):
-                row = sims[i - lo] if sims is not None else None
-                rng = rng_for(spec.seed, "itm", uids[i])
-                negs = pick_negatives(
-                    i,
-                    len(uids),
-                    cluster,
-                    rng,
-                    spec.itm_hard,
-                    spec.itm_random,
-                    spec.itm_ceiling,
-                    row,
-                )
-                hard += sum(n.kind == "hard" for n in negs)
-                itm.append(itm_member(negs, uids, captions).decode())
-    table = pl.DataFrame({"uid": uids if itm else [], "itm": itm}, schema=_ITM_SCHEMA)
+        itm_negs = _negatives(
+            uids, emb, spec.seed, "itm", spec.itm_hard, spec.itm_random, spec.itm_ceiling
+        )
+    if "vsm" in spec.tasks and uids:
+        parent = [u.split("_")[0] for u in uids]
+        index = np.array([int(u.split("_")[1]) if "_" in u else 0 for u in uids])
+        by_parent = np.unique(parent, return_inverse=True)[1]
+
+        def near(i: int) -> np.ndarray:
+            """Clips of the anchor's own video within vsm_neighbours of it."""
+            same = by_parent == by_parent[i]
+            return same & (np.abs(index - index[i]) <= spec.vsm_neighbours)
+
+        vsm_negs = _negatives(
+            uids, emb, spec.seed, "vsm", spec.vsm_hard, spec.vsm_random, spec.itm_ceiling, near
+        )
+    itm = [itm_member(negs, uids, captions).decode() for negs in itm_negs]
+    vsm = [vsm_member(negs, uids, captions).decode() for negs in vsm_negs]
+    hard = sum(n.kind == "hard" for negs in itm_negs + vsm_negs for n in negs)
+    table = pl.DataFrame(
+        {
+            "uid": uids if (itm or vsm) else [],
+            "itm": itm or [None] * (len(uids) if vsm else 0),
+            "vsm": vsm or [None] * (len(uids) if itm else 0),
+        },
+        schema=_ITM_SCHEMA,
+    )
     write_table(run.decision("itm"), table)
     return {"samples": len(uids), "codebook": len(book), "hard_negatives": hard}
 
@@ -154,6 +190,7 @@ def labels_partition(run_dir: str, part: str, cfg: PipelineConfig) -> dict[str, 
     captions = dict(zip(kept["uid"], kept["caption"], strict=True))
     itm = pl.read_parquet(run.decision("itm"))
     negatives = dict(zip(itm["uid"], itm["itm"], strict=True))
+    subtitles = dict(zip(itm["uid"], itm["vsm"], strict=True))
     book = np.load(run.codebook)
     names = set(label_members(cfg))
     n = 0
@@ -172,6 +209,8 @@ def labels_partition(run_dir: str, part: str, cfg: PipelineConfig) -> dict[str, 
             if "itm.json" in names:
                 out["itm.json"] = negatives[key].encode()
             meta = json.loads(members.get("json", b"{}"))
+            if "vsm.json" in names:
+                out["vsm.json"] = subtitles[key].encode()
             if "fom.json" in names:
                 out["fom.json"] = fom_member(len(pictures(members)), key, spec)
             if "audiomask.json" in names:

@@ -40,7 +40,7 @@ def validate_shards(folder: Path) -> list[str]:
         if manifest and manifest.get("labels")
         else None
     )
-    refs: list[tuple[str, str, str]] = []  # (shard, key, the key an ITM negative names)
+    refs: list[tuple[str, str, str]] = []  # (shard, key, the key an ITM/VSM negative names)
     for name in sorted(set(tars) - set(sizes)):
         problems.append(f"{name}: not listed in sizes.json")
     for name, expected in sizes.items():
@@ -53,11 +53,19 @@ def validate_shards(folder: Path) -> list[str]:
             problems.append(f"{name}: sha256 differs from manifest.json")
     for shard, key, target in refs:
         if target not in owner:
-            problems.append(f"{shard}: key {key!r}: itm.json negative {target!r} is no sample")
+            problems.append(f"{shard}: key {key!r}: negative {target!r} is no sample")
     return problems
 
 
-_LABELS = ("mlm.npz", "patchmask.npy", "regions.json", "itm.json", "fom.json", "audiomask.json")
+_LABELS = (
+    "mlm.npz",
+    "patchmask.npy",
+    "regions.json",
+    "itm.json",
+    "vsm.json",
+    "fom.json",
+    "audiomask.json",
+)
 
 
 def _check_labels(
@@ -80,11 +88,11 @@ def _check_labels(
     for name in _LABELS:
         if name not in group:
             continue
-        if name == "itm.json":
+        if name in ("itm.json", "vsm.json"):
             try:
                 targets = [n["key"] for n in json.loads(group[name])["negatives"]]
             except (ValueError, KeyError, TypeError) as err:
-                problems.append(f"itm.json does not decode: {err!r}")
+                problems.append(f"{name} does not decode: {err!r}")
                 continue
             refs += [(shard, key, t) for t in targets]
             continue

@@ -196,3 +196,37 @@ def test_an_audio_corpus_gets_text_matching_and_audio_spans(tmp_path: Path) -> N
         negs = json.loads(members["itm.json"])["negatives"]
         assert [n["kind"] for n in negs] == ["random"] * 4  # no pictures, no CLIP: random
     assert validate_shards(RunDir(res.output).shards_dir) == []
+
+
+def test_clips_get_frame_order_and_subtitle_negatives_from_other_videos(tmp_path: Path) -> None:
+    from curate.shards.validate import validate_shards
+    from curate.testing.media import make_video, segments_for, timed_text
+
+    files = tmp_path / "files"
+    for name, seed in (("cooking", 1), ("garden", 2)):
+        segs = segments_for([1.5, 1.5, 1.5, 1.5], seed)
+        make_video(files / f"{name}.mp4", segs, size=(160, 120), fps=12, pattern=seed)
+        (files / f"{name}.srt").write_bytes(timed_text(segs, "srt"))
+    labels = {"tasks": ["mlm", "itm", "fom", "vsm"], "vsm_neighbours": 1, "vsm_hard": 2}
+    cfg = {
+        "sources": [{"kind": "folder", "path": str(files), "files": "videos"}],
+        "media": {"min_clip_s": 1.0, "max_clip_s": 2.0, "frames": 4, "side": 96},
+        "image": {"size": 48},
+        "clip": TINY,
+        "labels": labels,
+        "engine": {"n_workers": 2},
+    }
+    res = curate.run(cfg, tmp_path / "out", progress=False)
+    samples = _samples(res)
+    assert len(samples) == 8
+    for key, members in samples.items():
+        parent, index = key.split("_")
+        order = json.loads(members["fom.json"])["order"]
+        assert sorted(order) == [0, 1, 2, 3]
+        negs = json.loads(members["vsm.json"])["negatives"]
+        assert [n["kind"] for n in negs] == ["hard", "hard", "random"]
+        for n in negs:
+            p, i = n["key"].split("_")
+            assert not (p == parent and abs(int(i) - int(index)) <= 1), (key, n["key"])
+            assert n["text"] == samples[n["key"]]["txt"].decode()
+    assert validate_shards(RunDir(res.output).shards_dir) == []
