@@ -14,6 +14,7 @@ Members (documented in schemas/labels.md):
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,6 +178,8 @@ def _check(name: str, data: bytes, spec: LabelsConfig, expect: Expect) -> list[s
             problems.append("mlm.npz: an input id outside the vocabulary and mask id")
         elif ((labels != IGNORE) & ((labels < 0) | (labels >= CLIP_VOCAB))).any():
             problems.append("mlm.npz: a label id outside the vocabulary")
+        elif ((ids == MASK_ID) & (labels == IGNORE)).any():
+            problems.append("mlm.npz: a masked position without a label")
     elif name == "patchmask.npy":
         mask = np.load(io.BytesIO(data))
         want = grid_for(expect.width, expect.height, spec.patch_size)
@@ -195,6 +198,10 @@ def _check(name: str, data: bytes, spec: LabelsConfig, expect: Expect) -> list[s
                 problems.append(f"regions.json: class {r['class']} outside the codebook")
         if any(not 0 <= i < len(regions) for i in doc["masked"]):
             problems.append("regions.json: a masked index names no region")
+        elif regions and len(doc["masked"]) != min(
+            len(regions), max(1, round(spec.region_ratio * len(regions)))
+        ):
+            problems.append(f"regions.json: {len(doc['masked'])} of {len(regions)} masked")
     elif name in ("itm.json", "vsm.json"):
         for neg in json.loads(data)["negatives"]:
             if neg["key"] not in expect.keys:
@@ -207,6 +214,8 @@ def _check(name: str, data: bytes, spec: LabelsConfig, expect: Expect) -> list[s
         spans = json.loads(data)["spans"]
         if any(not 0 <= s < e <= expect.duration + 1e-6 for s, e in spans):
             problems.append("audiomask.json: a span outside the segment")
+        elif any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
+            problems.append("audiomask.json: spans overlap or are out of order")
     else:
         problems.append(f"{name}: not a label member")
     return problems

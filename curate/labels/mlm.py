@@ -47,34 +47,47 @@ def tokenize(text: str | None, length: int = 77) -> NDArray[np.int32]:
     return out
 
 
+def _ordinary(ids: NDArray[np.int32], sot: int, eot: int) -> NDArray[np.bool_]:
+    """The text's own tokens: after the start token and before the first end token, by
+    position (CLIP's id 0 is both padding and a real token, "!")."""
+    n = ids.size
+    ends = np.flatnonzero(ids == eot)
+    stop = int(ends[0]) if ends.size else n
+    start = 1 if n and ids[0] == sot else 0
+    out = np.zeros(n, dtype=bool)
+    out[start:stop] = True
+    return out
+
+
 def mask_tokens(
     ids: NDArray[np.integer],
     rng: np.random.Generator,
     prob: float = 0.15,
     mask_id: int = MASK_ID,
     vocab_size: int = CLIP_VOCAB,
-    special: tuple[int, ...] = (SOT, EOT, PAD),
+    special: tuple[int, ...] = (SOT, EOT),
 ) -> Masked:
-    """BERT masking of `ids`: each ordinary token chosen with probability `prob` (at least
-    one when any exists), then 80 % mask id, 10 % random ordinary token, 10 % kept."""
+    """BERT masking of `ids` (start token, text, end token, padding): each text token chosen
+    with probability `prob` (at least one when any exists), then 80 % mask id, 10 % a
+    random token (never start or end), 10 % kept."""
     if not 0 <= prob <= 1:
         raise ValueError(f"mask probability {prob} is not in [0, 1]")
-    ids = np.asarray(ids, np.int32)
-    ordinary = ~np.isin(ids, special)
-    u = rng.random(ids.shape)  # drawn for every position: the stream does not depend on text
+    ids32: NDArray[np.int32] = np.asarray(ids, np.int32)
+    ordinary = _ordinary(ids32, special[0], special[1])
+    u = rng.random(ids32.shape)  # drawn for every position: the stream does not depend on text
     chosen = ordinary & (u < prob)
     if prob > 0 and ordinary.any() and not chosen.any():
         where = np.flatnonzero(ordinary)
         chosen[where[int(np.argmin(u[where]))]] = True
-    action = rng.random(ids.shape)
-    random_ids = rng.integers(0, vocab_size, ids.shape)
-    random_ids = np.where(np.isin(random_ids, special), 1 + random_ids % 1000, random_ids)
-    out = ids.copy()
+    action = rng.random(ids32.shape)
+    random_ids = rng.integers(0, vocab_size, ids32.shape)
+    random_ids = np.where(np.isin(random_ids, special), random_ids % 1000, random_ids)
+    out = ids32.copy()
     out[chosen & (action < 0.8)] = mask_id
     swap = chosen & (action >= 0.8) & (action < 0.9)
     out[swap] = random_ids[swap]
-    labels = np.full(ids.shape, IGNORE, np.int32)
-    labels[chosen] = ids[chosen]
+    labels = np.full(ids32.shape, IGNORE, np.int32)
+    labels[chosen] = ids32[chosen]
     return Masked(out.astype(np.int32), labels)
 
 

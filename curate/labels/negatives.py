@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Negative", "pick_negatives", "quantised_similarity"]
+__all__ = ["Negative", "pick_negatives", "quantise", "quantised_similarity"]
 
 _Q = 4096.0
 
@@ -30,11 +30,16 @@ class Negative:
     kind: str
 
 
+def quantise(a: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Embeddings rounded to multiples of 2**-12 (once per corpus, then reused)."""
+    return np.round(np.asarray(a, np.float64) * _Q) / _Q
+
+
 def quantised_similarity(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.float64]:
-    """a @ b.T on embeddings rounded to 2**-12: exact, so identical on every machine."""
-    qa = np.round(np.asarray(a, np.float64) * _Q) / _Q
-    qb = np.round(np.asarray(b, np.float64) * _Q) / _Q
-    return qa @ qb.T
+    """a @ b.T on embeddings rounded to 2**-12: exact (every partial sum is a multiple of
+    2**-24 far below 2**53), so identical on every machine. Inputs already quantised pass
+    through unchanged."""
+    return quantise(a) @ quantise(b).T
 
 
 def pick_negatives(
@@ -61,11 +66,17 @@ def pick_negatives(
         sim = np.asarray(similarity, np.float64)
         ok = allowed & (sim <= ceiling)
         idx = np.flatnonzero(ok)
+        if idx.size > k_hard:  # the k most similar, then an exact order among them
+            cut = np.partition(-sim[idx], k_hard - 1)[k_hard - 1]
+            idx = idx[-sim[idx] <= cut]
         order = idx[np.lexsort((idx, -sim[idx]))][:k_hard]  # most similar, lower index first
         hard = [Negative(int(i), round(float(sim[i]), 6), "hard") for i in order]
-    taken = {h.index for h in hard}
     want = k_random if similarity is not None else k_hard + k_random
-    pool = np.array([i for i in np.flatnonzero(allowed) if int(i) not in taken], np.int64)
+    eligible = allowed.copy()
+    if similarity is not None:  # random ones obey the ceiling too
+        eligible &= np.asarray(similarity, np.float64) <= ceiling
+    eligible[[h.index for h in hard]] = False
+    pool = np.flatnonzero(eligible).astype(np.int64)
     picks: list[int] = []
     if pool.size:
         picks = [int(i) for i in rng.choice(pool, size=min(want, pool.size), replace=False)]

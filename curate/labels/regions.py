@@ -109,11 +109,23 @@ def _sq_dist(x: NDArray[np.float64], c: NDArray[np.float64]) -> NDArray[np.float
     return (diff * diff).sum(axis=2)
 
 
+_CHUNK = 16384  # rows per distance block: chunk x k x 11 float64 at a time
+
+
 def assign(features: NDArray[np.float64], codebook: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Each feature row's nearest codebook entry (lowest index on a tie)."""
-    if len(features) == 0:
-        return np.zeros(0, np.int64)
-    return np.argmin(_sq_dist(features, codebook), axis=1).astype(np.int64)
+    """Each feature row's nearest codebook entry (lowest index on a tie), in blocks."""
+    out = np.zeros(len(features), np.int64)
+    for lo in range(0, len(features), _CHUNK):
+        block = _sq_dist(features[lo : lo + _CHUNK], codebook)
+        out[lo : lo + _CHUNK] = np.argmin(block, axis=1)
+    return out
+
+
+def _nearest_sq(x: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Squared distance of every row to one centre, in blocks."""
+    return np.concatenate(
+        [_sq_dist(x[lo : lo + _CHUNK], centre[None, :])[:, 0] for lo in range(0, len(x), _CHUNK)]
+    )
 
 
 def fit_codebook(
@@ -127,19 +139,22 @@ def fit_codebook(
     if k == 0:
         return np.zeros((0, x.shape[1] if x.ndim == 2 else FEATURES))
     centres = [distinct[int(rng.integers(len(distinct)))]]
+    d = _nearest_sq(distinct, centres[0])  # running minimum: exact, so as if recomputed
     for _ in range(1, k):
-        d = _sq_dist(distinct, np.array(centres)).min(axis=1)
         total = d.sum()
         p: Any = d / total if total > 0 else None
         centres.append(distinct[int(rng.choice(len(distinct), p=p))])
+        d = np.minimum(d, _nearest_sq(distinct, centres[-1]))
     c = np.array(centres)
     for _ in range(iters):
         lab = assign(x, c)
+        counts = np.bincount(lab, minlength=k)
+        sums = np.stack(
+            [np.bincount(lab, weights=x[:, j], minlength=k) for j in range(x.shape[1])], 1
+        )
         new = c.copy()
-        for j in range(k):
-            members = x[lab == j]
-            if len(members):
-                new[j] = np.round(members.sum(axis=0) / len(members) * _Q) / _Q
+        full = counts > 0  # exact sums of multiples of 2**-10; an empty cluster stays put
+        new[full] = np.round(sums[full] / counts[full, None] * _Q) / _Q
         if np.array_equal(new, c):
             break
         c = new

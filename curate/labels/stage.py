@@ -34,7 +34,7 @@ from curate.labels.members import (
     sample_regions,
     vsm_member,
 )
-from curate.labels.negatives import pick_negatives, quantised_similarity
+from curate.labels.negatives import pick_negatives, quantise
 from curate.labels.regions import fit_codebook, region_features
 from curate.labels.seed import rng_for
 from curate.rundir import RunDir
@@ -115,9 +115,10 @@ def _negatives(
     """Each sample's negatives among `uids`: hard by exact text similarity in blocks of
     anchors (never the whole n x n matrix), `near(i)` marking samples anchor i must skip."""
     cluster = np.arange(len(uids))  # kept samples are one per dedup cluster
+    q = quantise(emb) if emb is not None else None  # once: blocks reuse it
     out = []
     for lo in range(0, len(uids), _BLOCK):
-        sims = quantised_similarity(emb[lo : lo + _BLOCK], emb) if emb is not None else None
+        sims = q[lo : lo + _BLOCK] @ q.T if q is not None else None
         for i in range(lo, min(lo + _BLOCK, len(uids))):
             row = sims[i - lo] if sims is not None else None
             rng = rng_for(seed, task, uids[i])
@@ -154,14 +155,17 @@ def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
             uids, emb, spec.seed, "itm", spec.itm_hard, spec.itm_random, spec.itm_ceiling
         )
     if "vsm" in spec.tasks and uids:
-        parent = [u.split("_")[0] for u in uids]
         index = np.array([int(u.split("_")[1]) if "_" in u else 0 for u in uids])
-        by_parent = np.unique(parent, return_inverse=True)[1]
+        videos: dict[str, list[int]] = {}
+        for i, u in enumerate(uids):
+            videos.setdefault(u.split("_")[0], []).append(i)
 
         def near(i: int) -> np.ndarray:
             """Clips of the anchor's own video within vsm_neighbours of it."""
-            same = by_parent == by_parent[i]
-            return same & (np.abs(index - index[i]) <= spec.vsm_neighbours)
+            mask = np.zeros(len(uids), dtype=bool)
+            same = np.array(videos[uids[i].split("_")[0]])
+            mask[same[np.abs(index[same] - index[i]) <= spec.vsm_neighbours]] = True
+            return mask
 
         vsm_negs = _negatives(
             uids, emb, spec.seed, "vsm", spec.vsm_hard, spec.vsm_random, spec.itm_ceiling, near
@@ -230,10 +234,26 @@ def clear_labels(run_dir: str) -> dict[str, Any]:
     return {"removed": removed}
 
 
+def _versions() -> str:
+    """Packages whose releases could change label bytes: the tokenizer and its text
+    cleaning, numpy's generators, the JPEG decoder behind region colours."""
+    from importlib import metadata
+
+    names = ("open_clip_torch", "ftfy", "numpy", "pillow")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name}=none")
+    return ",".join(found)
+
+
 def _inputs(p: Plan) -> str:
     run = p.run
     return digest(
         str(LABELS_VERSION),
+        _versions(),
         p.cfg.labels,
         p.cfg.media,
         stage_digest(run, "dedup"),

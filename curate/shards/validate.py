@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from PIL import Image
 
 from curate.config import LabelsConfig
 from curate.io.atomic import read_json
-from curate.labels.members import Expect, check_member
+from curate.labels.members import LABELS_VERSION, Expect, check_member
 from curate.rundir import MANIFEST, SIZES
 from curate.shards.final import sha256_file
 from curate.shards.tar import iter_tar_samples
@@ -57,6 +58,32 @@ def validate_shards(folder: Path) -> list[str]:
     return problems
 
 
+def _label_spec(manifest: dict[str, Any] | None) -> tuple[LabelsConfig | None, str]:
+    """The manifest's label spec, or why it is unusable."""
+    if not manifest or not manifest.get("labels"):
+        return None, ""
+    labels = manifest["labels"]
+    try:
+        if labels.get("version") != LABELS_VERSION:
+            return (
+                None,
+                f"labels version {labels.get('version')!r}, this curate reads {LABELS_VERSION}",
+            )
+        return LabelsConfig.model_validate(labels["spec"]), ""
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        return None, f"labels spec unusable: {err}"[:300]
+
+
+def _picture(group: dict[str, bytes]) -> bytes | None:
+    """The stored picture labels were made from: the image, or a clip's middle frame."""
+    for ext in ("jpg", "png", "webp"):
+        if ext in group:
+            return group[ext]
+    frames = sorted(m for m in group if _FRAME.fullmatch(m))
+    return group[frames[len(frames) // 2]] if frames else None
+
+
+_FRAME = re.compile(r"f\d{2}\.jpg")
 _LABELS = (
     "mlm.npz",
     "patchmask.npy",
@@ -72,32 +99,41 @@ def _check_labels(
     shard: str, key: str, group: dict[str, bytes], spec: LabelsConfig, refs: list[Any]
 ) -> list[str]:
     """The sample's label members against the spec; ITM targets are checked at the end."""
-    width = height = 0
-    frames = sorted(m for m in group if m.endswith(".jpg"))
-    picture = group.get("jpg") or (group[frames[len(frames) // 2]] if frames else None)
-    if picture is not None:
-        with Image.open(io.BytesIO(picture)) as im:
-            width, height = im.size
-    duration = 0.0
-    if "json" in group:
-        meta = json.loads(group["json"])
-        if "start" in meta and "end" in meta:
-            duration = float(meta["end"]) - float(meta["start"])
-    expect = Expect(width=width, height=height, frames=len(frames), duration=duration)
+    try:
+        expect = _expect(group)
+    except Exception as err:  # a broken picture or json is named, never raised
+        return [f"{shard}: key {key!r}: its picture or json does not decode: {err!r}"[:300]]
     problems = []
     for name in _LABELS:
         if name not in group:
             continue
         if name in ("itm.json", "vsm.json"):
             try:
-                targets = [n["key"] for n in json.loads(group[name])["negatives"]]
+                targets = [str(n["key"]) for n in json.loads(group[name])["negatives"]]
             except (ValueError, KeyError, TypeError) as err:
                 problems.append(f"{name} does not decode: {err!r}")
                 continue
+            if key in targets:
+                problems.append(f"{name}: the sample is its own negative")
             refs += [(shard, key, t) for t in targets]
             continue
         problems += check_member(name, group[name], spec, expect)
     return [f"{shard}: key {key!r}: {p}" for p in problems]
+
+
+def _expect(group: dict[str, bytes]) -> Expect:
+    width = height = 0
+    picture = _picture(group)
+    if picture is not None:
+        with Image.open(io.BytesIO(picture)) as im:
+            width, height = im.size
+    duration = 0.0
+    if "json" in group:
+        meta = json.loads(group["json"])
+        if isinstance(meta, dict) and "start" in meta and "end" in meta:
+            duration = float(meta["end"]) - float(meta["start"])
+    frames = sum(1 for m in group if _FRAME.fullmatch(m))
+    return Expect(width=width, height=height, frames=frames, duration=duration)
 
 
 def _check_tar(
@@ -111,6 +147,7 @@ def _check_tar(
     """Check one shard; `owner` maps keys seen so far to their shard, across the corpus."""
     seen: set[str] = set()
     count = 0
+    labels: list[str] = []  # every broken label of the shard, not just the first
     try:
         for key, group in iter_tar_samples(path):
             count += 1
@@ -124,11 +161,11 @@ def _check_tar(
                 got = sorted(group)
                 return [f"{path.name}: key {key!r} has members {got}, expected {list(members)}"]
             if spec is not None:
-                bad = _check_labels(path.name, key, group, spec, refs if refs is not None else [])
-                if bad:
-                    return bad
+                labels += _check_labels(
+                    path.name, key, group, spec, refs if refs is not None else []
+                )
     except (tarfile.TarError, OSError, EOFError) as err:
         return [f"{path.name}: unreadable or truncated tar ({err})"]
     if count != expected:
-        return [f"{path.name}: {count} samples, sizes.json says {expected}"]
-    return []
+        return [*labels, f"{path.name}: {count} samples, sizes.json says {expected}"]
+    return labels

@@ -79,3 +79,13 @@ def test_bad_probability_is_refused() -> None:
 
 PINNED_IDS = [49406, 320, 1929, 525, 49408, 736, 49408, 49407, 0]
 PINNED_LABELS = [-100, -100, -100, -100, 320, -100, 15723, -100, -100]
+
+
+def test_the_exclamation_token_is_text_and_padding_is_not() -> None:
+    """CLIP's id 0 is "!" as well as padding: position, not value, tells them apart."""
+    ids = tokenize("!😀")  # BPE id 0: "!" joined to what follows
+    assert 0 in ids[1 : list(ids).index(EOT)].tolist()
+    out = mask_tokens(ids, rng_for(0, "mlm", "x"), prob=1.0)
+    end = list(ids).index(EOT)
+    assert (out.labels[1:end] == ids[1:end]).all()  # every text token chosen, "!" too
+    assert (out.labels[end:] == IGNORE).all() and out.labels[0] == IGNORE

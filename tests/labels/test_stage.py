@@ -128,6 +128,8 @@ def test_validate_names_a_broken_label_and_a_dangling_negative(
 
     problems = validate_shards(_corrupt(labelled, tmp_path / "a", wrong_grid))
     assert any("00000.tar: key" in p and "patchmask.npy" in p for p in problems), problems
+    # the rest of the shard is still read: its keys are there for the others' negatives
+    assert not any("is no sample" in p for p in problems), problems
 
     def dangling(m: dict[str, bytes]) -> dict[str, bytes]:
         doc = json.loads(m["itm.json"])
