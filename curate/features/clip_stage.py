@@ -20,8 +20,8 @@ from curate.config import ClipConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest
 from curate.features.clip import encode_images, encode_texts
 from curate.features.clip_model import TINY_MODEL, load_clip, tiny_checkpoint
-from curate.features.rows import pictures
 from curate.io.atomic import atomic_open
+from curate.media.image import pictures
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.tables import CLIP_SCHEMA, write_table

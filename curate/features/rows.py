@@ -9,7 +9,6 @@ and writes them with `write_features`, reporting the features stage's task as co
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import polars as pl
@@ -17,6 +16,7 @@ import polars as pl
 from curate.engine.stage import digest
 from curate.features.hashes import sha256_hex, signature
 from curate.features.text import caption_hash
+from curate.media.image import IMAGE_EXTS, pictures
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
 from curate.tables import FEATURES_SCHEMA, write_table
@@ -26,15 +26,12 @@ __all__ = [
     "feature_row",
     "features_inputs",
     "features_partition",
-    "pictures",
     "write_features",
 ]
 
 # Bump when feature_row computes something else: every partition's features are redone.
 # 2: in-source images have no url_caption_hash. 3: frame_phash of clips.
 FEATURES_VERSION = "3"
-_IMAGE_EXTS = ("jpg", "png", "webp")
-_FRAME = re.compile(r"f\d{2}\.jpg")  # a clip's sampled frames: f00.jpg, f01.jpg, ...
 
 
 def features_inputs(raw_sha256: str) -> str:
@@ -55,16 +52,7 @@ def _url_caption(url: str | None, path: str | None, caption: str | None) -> str:
 
 
 def _is_image(members: dict[str, bytes]) -> bool:
-    return any(e in members for e in _IMAGE_EXTS)
-
-
-def pictures(members: dict[str, bytes]) -> list[bytes]:
-    """Every picture of a sample in order: its image, or a clip's sampled frames (none for
-    an audio segment)."""
-    ext = next((e for e in _IMAGE_EXTS if e in members), None)
-    if ext is not None:
-        return [members[ext]]
-    return [members[m] for m in sorted(m for m in members if _FRAME.fullmatch(m))]
+    return any(e in members for e in IMAGE_EXTS)
 
 
 def feature_row(record: dict[str, Any], members: dict[str, bytes]) -> dict[str, Any] | None:

@@ -99,40 +99,34 @@ def regions_member(
     return _json({"method": spec.region_method, "regions": out, "masked": masked})
 
 
+def _negatives_member(
+    negatives: Sequence[Negative], keys: Sequence[str], texts: Sequence[str], field: str
+) -> bytes:
+    return _json(
+        {
+            "negatives": [
+                {
+                    "key": keys[n.index],
+                    field: texts[n.index],
+                    "similarity": n.similarity,
+                    "kind": n.kind,
+                }
+                for n in negatives
+            ]
+        }
+    )
+
+
 def itm_member(
     negatives: Sequence[Negative], keys: Sequence[str], captions: Sequence[str]
 ) -> bytes:
     """`keys[i]`/`captions[i]` name sample i of the corpus, as the negatives index them."""
-    return _json(
-        {
-            "negatives": [
-                {
-                    "key": keys[n.index],
-                    "caption": captions[n.index],
-                    "similarity": n.similarity,
-                    "kind": n.kind,
-                }
-                for n in negatives
-            ]
-        }
-    )
+    return _negatives_member(negatives, keys, captions, "caption")
 
 
 def vsm_member(negatives: Sequence[Negative], keys: Sequence[str], texts: Sequence[str]) -> bytes:
     """Video-subtitle matching: other clips' subtitles that do not belong to this clip."""
-    return _json(
-        {
-            "negatives": [
-                {
-                    "key": keys[n.index],
-                    "text": texts[n.index],
-                    "similarity": n.similarity,
-                    "kind": n.kind,
-                }
-                for n in negatives
-            ]
-        }
-    )
+    return _negatives_member(negatives, keys, texts, "text")
 
 
 def fom_member(frames: int, uid: str, spec: LabelsConfig) -> bytes:

@@ -21,7 +21,6 @@ from PIL import Image
 
 from curate.config import LabelsConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
-from curate.features.rows import pictures
 from curate.io.atomic import atomic_open
 from curate.labels.members import (
     LABELS_VERSION,
@@ -37,6 +36,7 @@ from curate.labels.members import (
 from curate.labels.negatives import pick_negatives, quantise
 from curate.labels.regions import fit_codebook, region_features
 from curate.labels.seed import rng_for
+from curate.media.image import pictures
 from curate.rundir import RunDir
 from curate.shards.final import kept_samples
 from curate.shards.tar import TarShardWriter, iter_tar_samples

@@ -12,6 +12,7 @@ Resize modes follow img2dataset: `no`, `keep_ratio` (shorter side = size), `cent
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,28 @@ from PIL import Image
 from curate.config import ImageConfig
 from curate.errors import SampleFailure
 
-__all__ = ["ProcessedImage", "decode_image", "encode_image", "process_image", "resize_image"]
+__all__ = [
+    "IMAGE_EXTS",
+    "ProcessedImage",
+    "decode_image",
+    "encode_image",
+    "pictures",
+    "process_image",
+    "resize_image",
+]
+
+IMAGE_EXTS = ("jpg", "png", "webp")  # a stored image's member
+_FRAME = re.compile(r"f\d{2}\.jpg")  # a clip's sampled frames: f00.jpg, f01.jpg, ...
+
+
+def pictures(members: dict[str, bytes]) -> list[bytes]:
+    """Every picture of a sample in order: its image, or a clip's sampled frames (none for
+    an audio segment). Features, labels and validate all read a sample's pictures here."""
+    ext = next((e for e in IMAGE_EXTS if e in members), None)
+    if ext is not None:
+        return [members[ext]]
+    return [members[m] for m in sorted(m for m in members if _FRAME.fullmatch(m))]
+
 
 _PIL_FORMAT = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}

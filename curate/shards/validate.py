@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from PIL import Image
 from curate.config import LabelsConfig
 from curate.io.atomic import read_json
 from curate.labels.members import LABELS_VERSION, Expect, check_member
+from curate.media.image import IMAGE_EXTS, pictures
 from curate.rundir import MANIFEST, SIZES
 from curate.shards.final import sha256_file
 from curate.shards.tar import iter_tar_samples
@@ -74,16 +74,6 @@ def _label_spec(manifest: dict[str, Any] | None) -> tuple[LabelsConfig | None, s
         return None, f"labels spec unusable: {err}"[:300]
 
 
-def _picture(group: dict[str, bytes]) -> bytes | None:
-    """The stored picture labels were made from: the image, or a clip's middle frame."""
-    for ext in ("jpg", "png", "webp"):
-        if ext in group:
-            return group[ext]
-    frames = sorted(m for m in group if _FRAME.fullmatch(m))
-    return group[frames[len(frames) // 2]] if frames else None
-
-
-_FRAME = re.compile(r"f\d{2}\.jpg")
 _LABELS = (
     "mlm.npz",
     "patchmask.npy",
@@ -123,16 +113,16 @@ def _check_labels(
 
 def _expect(group: dict[str, bytes]) -> Expect:
     width = height = 0
-    picture = _picture(group)
-    if picture is not None:
-        with Image.open(io.BytesIO(picture)) as im:
+    shown = pictures(group)
+    if shown:  # the picture labels were made from: the image, or a clip's middle frame
+        with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
             width, height = im.size
     duration = 0.0
     if "json" in group:
         meta = json.loads(group["json"])
         if isinstance(meta, dict) and "start" in meta and "end" in meta:
             duration = float(meta["end"]) - float(meta["start"])
-    frames = sum(1 for m in group if _FRAME.fullmatch(m))
+    frames = len(shown) if not any(e in group for e in IMAGE_EXTS) else 0
     return Expect(width=width, height=height, frames=frames, duration=duration)
 
 
