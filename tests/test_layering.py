@@ -100,6 +100,8 @@ def test_engine_imports_no_stage() -> None:
         ("curate.fetch", ("curate.dedup", "curate.filters", "curate.ledger")),
         ("curate.media", (*STAGE_PACKAGES, "curate.engine")),
         ("curate.labels", ("curate.fetch", "curate.dedup", "curate.filters", "curate.ledger")),
+        # the trainer reads finished shards with webdataset: label constants, never a stage
+        ("curate.train", (*(p for p in STAGE_PACKAGES if p != "curate.labels"), "curate.engine")),
         # the ledger reads every stage's output through curate.tables, never stage code
         ("curate.ledger", tuple(p for p in STAGE_PACKAGES if p != "curate.ledger")),
     ],

@@ -1,0 +1,271 @@
+"""From a labelled corpus's shards to training examples, through webdataset's loader.
+
+A sample becomes one `Example`: the caption's token ids (masked and original, from
+`KEY.mlm.npz`), one token per region of its picture (an 8x8 colour thumbnail of the region's
+box plus the box itself, as UNITER feeds a detector's regions), the masked regions and their
+codebook classes (`KEY.regions.json`), ITM / VSM negative texts, and for a clip its frames
+as thumbnails with the drawn order (`KEY.fom.json`). Held-out samples are chosen by a hash of
+the key, so the split is the same on every machine and for every shard layout.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from curate.config import LabelsConfig
+from curate.labels.mlm import IGNORE, tokenize
+from curate.media.image import pictures
+
+__all__ = [
+    "THUMB",
+    "Corpus",
+    "Example",
+    "decode_sample",
+    "held_out",
+    "iter_examples",
+    "open_corpus",
+    "plain_rate",
+    "trainer_rate",
+]
+
+THUMB = 4  # a region or frame token is a 4x4 RGB thumbnail: 48 numbers
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A labelled corpus: its shard files and the label spec from manifest.json."""
+
+    shards: tuple[Path, ...]
+    spec: LabelsConfig
+    members: tuple[str, ...]
+    samples: int
+    frames: int  # frames per clip; 0 for images and audio
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The trainable tasks whose labels this corpus carries."""
+        have = set(self.members)
+        out = []
+        if "mlm.npz" in have:
+            out.append("mlm")
+        if "itm.json" in have and "mlm.npz" in have and "regions.json" in have:
+            out.append("itm")
+        if "regions.json" in have:
+            out.append("mrc")
+        if "fom.json" in have and self.frames > 1:
+            out.append("fom")
+        if "vsm.json" in have and self.frames > 0 and "mlm.npz" in have:
+            out.append("vsm")
+        return tuple(out)
+
+
+def open_corpus(folder: Path) -> Corpus:
+    """The shards of `folder` (a run directory or its shards/ folder) and their label spec;
+    a clear error when they carry no labels."""
+    from curate.errors import CurateError
+    from curate.io.atomic import read_json
+    from curate.rundir import MANIFEST, SIZES
+
+    shards = folder / "shards" if (folder / "shards" / MANIFEST).exists() else folder
+    manifest_path = shards / MANIFEST
+    if not manifest_path.exists():
+        raise CurateError(f"{folder}: no {MANIFEST} (pass a finished run directory)")
+    manifest = read_json(manifest_path)
+    if not manifest.get("labels"):
+        raise CurateError(f"{manifest_path}: the corpus carries no labels (enable `labels:`)")
+    sizes: dict[str, int] = read_json(shards / SIZES)
+    members = tuple(manifest["members"])
+    frames = sum(1 for m in members if m.startswith("f") and m.endswith(".jpg"))
+    return Corpus(
+        shards=tuple(shards / name for name in sorted(sizes)),
+        spec=LabelsConfig.model_validate(manifest["labels"]["spec"]),
+        members=members,
+        samples=sum(sizes.values()),
+        frames=frames,
+    )
+
+
+def held_out(key: str, fraction: float) -> bool:
+    """True for the samples kept out of training: a hash of the key, not its position."""
+    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    return h < fraction * 2**64
+
+
+@dataclass
+class Example:
+    """One sample as arrays; fields a corpus lacks stay empty."""
+
+    key: str
+    input_ids: NDArray[np.int64]  # masked caption ids (L,)
+    mlm_labels: NDArray[np.int64]  # original id at masked positions, -100 elsewhere (L,)
+    text_ids: NDArray[np.int64]  # the caption unmasked (L,)
+    regions: NDArray[np.float32]  # (R, 3*THUMB*THUMB + 5): thumbnail, box, area
+    region_masked: NDArray[np.bool_]  # (R,)
+    region_class: NDArray[np.int64]  # (R,), -100 where no class
+    frames: NDArray[np.float32]  # (K, 3*THUMB*THUMB) in the drawn (shown) order
+    frame_order: NDArray[np.int64]  # (K,): the true index of the frame shown at each slot
+    itm_negatives: list[NDArray[np.int64]] = field(default_factory=list)
+    vsm_negatives: list[NDArray[np.int64]] = field(default_factory=list)
+    itm_kinds: list[str] = field(default_factory=list)  # "hard" or "random", per negative
+    vsm_kinds: list[str] = field(default_factory=list)
+
+
+def _thumbs(image: NDArray[np.uint8], boxes: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Each box's pixels sampled on an 8x8 grid of cell centres, in [-1, 1]: (N, 192).
+    `boxes` are (x0, y0, x1, y1) in the image's own pixels."""
+    cells = (np.arange(THUMB) + 0.5) / THUMB
+    ys = (boxes[:, 1:2] + cells * (boxes[:, 3:4] - boxes[:, 1:2])).astype(np.int64)
+    xs = (boxes[:, 0:1] + cells * (boxes[:, 2:3] - boxes[:, 0:1])).astype(np.int64)
+    ys = np.minimum(ys, image.shape[0] - 1)
+    xs = np.minimum(xs, image.shape[1] - 1)
+    picked = image[ys[:, :, None], xs[:, None, :]]  # (N, 8, 8, 3)
+    return picked.reshape(len(boxes), -1).astype(np.float32) / 127.5 - 1.0
+
+
+def _rgb(data: bytes, at_least: int) -> tuple[NDArray[np.uint8], float, float]:
+    """The picture decoded at the smallest JPEG scale (1/2..1/8) that keeps `at_least`
+    pixels per side, and its x and y scale from the stored size."""
+    with Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        im.draft("RGB", (at_least, at_least))
+        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return rgb, rgb.shape[1] / w, rgb.shape[0] / h
+
+
+@functools.lru_cache(maxsize=65536)
+def _tokens(text: str, length: int) -> NDArray[np.int64]:
+    """A negative's text as token ids: captions recur across a corpus, so cache them."""
+    return tokenize(text, length).astype(np.int64)
+
+
+def decode_sample(sample: dict[str, Any], spec: LabelsConfig) -> Example:
+    """A webdataset sample (members as bytes) as an `Example`."""
+    key = str(sample["__key__"])
+    length = spec.text_length
+    if "mlm.npz" in sample:
+        with np.load(io.BytesIO(sample["mlm.npz"])) as z:
+            ids = z["input_ids"].astype(np.int64)
+            labels = z["labels"].astype(np.int64)
+        text = np.where(labels != IGNORE, labels, ids)
+    else:
+        ids = labels = text = np.zeros(length, np.int64)
+        labels = np.full(length, IGNORE, np.int64)
+    members = {k: v for k, v in sample.items() if isinstance(v, bytes)}
+    shown = pictures(members)
+    width = 3 * THUMB * THUMB
+    regions = np.zeros((0, width + 5), np.float32)
+    masked = np.zeros(0, bool)
+    classes = np.zeros(0, np.int64)
+    if "regions.json" in sample and shown:
+        doc = json.loads(sample["regions.json"])
+        with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
+            w, h = im.size
+        side = THUMB * spec.region_grid
+        image, sx, sy = _rgb(shown[len(shown) // 2], side)
+        if doc["regions"]:
+            boxes = np.asarray([r["box"] for r in doc["regions"]], np.float64)
+            area = np.asarray([r["area"] for r in doc["regions"]], np.float64)[:, None]
+            geo = np.concatenate([boxes / [w, h, w, h], area / (w * h)], 1)
+            thumbs = _thumbs(image, boxes * [sx, sy, sx, sy])
+            regions = np.concatenate([thumbs, geo.astype(np.float32)], 1)
+        masked = np.zeros(len(doc["regions"]), bool)
+        masked[list(doc["masked"])] = True
+        classes = np.asarray(
+            [IGNORE if r["class"] is None else r["class"] for r in doc["regions"]], np.int64
+        )
+    frames = np.zeros((0, width), np.float32)
+    order = np.zeros(0, np.int64)
+    if "fom.json" in sample and len(shown) > 1:
+        order = np.asarray(json.loads(sample["fom.json"])["order"], np.int64)
+        shots: list[NDArray[np.float32]] = []
+        for data in shown:
+            image, _, _ = _rgb(data, THUMB)
+            whole = np.asarray([[0, 0, image.shape[1], image.shape[0]]], np.float64)
+            shots.append(_thumbs(image, whole)[0])
+        frames = np.stack(shots)[order]  # slot i shows frame order[i]
+    itm = json.loads(sample.get("itm.json", b'{"negatives":[]}'))["negatives"]
+    vsm = json.loads(sample.get("vsm.json", b'{"negatives":[]}'))["negatives"]
+    return Example(
+        key, ids, labels, text, regions, masked, classes, frames, order,
+        [_tokens(n["caption"], length) for n in itm], [_tokens(n["text"], length) for n in vsm],
+        [n["kind"] for n in itm], [n["kind"] for n in vsm],
+    )  # fmt: skip
+
+
+def _urls(shards: Sequence[Path]) -> list[str]:
+    return [str(p) for p in shards]
+
+
+def iter_examples(
+    corpus: Corpus,
+    split: str,
+    held_out_fraction: float,
+    epochs: int | None = 1,
+    shuffle: int = 0,
+    seed: int = 0,
+) -> Iterator[Example]:
+    """The corpus's examples of one split ("train" or "eval") through webdataset's loader;
+    `epochs=None` repeats forever, `shuffle` is the size of webdataset's shuffle buffer."""
+    import random
+
+    import webdataset as wds
+
+    want = split == "eval"
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
+        ds = ds.select(lambda s, want=want: held_out(s["__key__"], held_out_fraction) == want)
+        if shuffle:
+            ds = ds.shuffle(shuffle, rng=random.Random(seed * 1_000_003 + epoch))
+        yield from ds.map(functools.partial(decode_sample, spec=corpus.spec))
+        epoch += 1
+
+
+def _timed_rate(make: Any, min_seconds: float) -> tuple[float, int]:
+    """Samples/s over whole passes until `min_seconds` have gone by, after a warm-up."""
+    import time
+
+    for _ in itertools.islice(make(), 64):  # imports and caches are not the loader's speed
+        pass
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for _ in make():
+            n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return n / elapsed, n
+
+
+def plain_rate(corpus: Corpus, min_seconds: float = 2.0) -> tuple[float, int]:
+    """Samples/s of plain webdataset decoding of the same shards (every member decoded by
+    webdataset's own handlers, images to PIL): the anchor the trainer's loader is held to."""
+    import webdataset as wds
+
+    def make() -> Any:
+        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
+        return ds.decode("pil")
+
+    return _timed_rate(make, min_seconds)
+
+
+def trainer_rate(corpus: Corpus, min_seconds: float = 2.0) -> tuple[float, int]:
+    """Samples/s of the trainer's loader over every sample (both splits), labels decoded."""
+    import webdataset as wds
+
+    def make() -> Any:
+        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
+        return ds.map(functools.partial(decode_sample, spec=corpus.spec))
+
+    return _timed_rate(make, min_seconds)
