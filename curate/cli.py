@@ -1,4 +1,4 @@
-"""`curate run | demo | inspect | validate | schema` — thin wrappers over the Python API."""
+"""`curate run | demo | inspect | validate | train | schema` — thin wrappers over the Python API."""
 
 from __future__ import annotations
 
@@ -74,7 +74,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 0
     t1 = time.perf_counter()
     video = run_video_demo(
-        args.output, overwrite=True, progress=not args.quiet, scheduler=args.scheduler
+        args.output,
+        lessons=args.lessons,
+        overwrite=True,
+        progress=not args.quiet,
+        scheduler=args.scheduler,
     )
     print("\nvideo-text corpus (subtitle clips: mp4, flac, txt, json, frames)")
     _print_result(video.output, video.funnel, time.perf_counter() - t1)
@@ -158,6 +162,34 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train the reference model; exit 1 when a task present does not beat chance."""
+    from curate.train import TrainSettings, format_metrics, train
+
+    settings = TrainSettings(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        held_out=args.held_out,
+        seed=args.seed,
+        device=args.device,
+        control=not args.no_control,
+        negatives=args.negatives,
+        progress=not args.quiet,
+        tasks=tuple(args.tasks.split(",")) if args.tasks else (),
+    )
+    metrics = train(Path(args.run_dir), settings)
+    print(format_metrics(metrics))
+    print(f"metrics: {Path(metrics['corpus']) / 'train' / 'metrics.json'}")
+    if not metrics["passed"]:
+        for task in metrics["failures"]:
+            print(f"FAIL {task}: held-out accuracy does not beat chance", file=sys.stderr)
+        for task in metrics["leaks"]:
+            print(f"FAIL {task}: the random-label control beats chance too (the evaluation leaks)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from curate.schemas import check_schemas, write_schemas
 
@@ -192,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="build and serve a synthetic web, then run demo.yaml on it")
     d.add_argument("-o", "--output", default="demo-out", help="folder for web/ and corpus/")
-    d.add_argument("-n", "--items", type=int, default=300, help="synthetic items to generate")
+    d.add_argument("-n", "--items", type=int, default=1000, help="synthetic items to generate")
+    d.add_argument(
+        "--lessons", type=int, default=12, help="sweep videos of ten clips each for the video demo"
+    )
     d.add_argument("--config", help="pipeline YAML (default: pipelines/demo.yaml)")
     d.add_argument("--scheduler", help="tcp://HOST:PORT of an existing Dask scheduler")
     d.add_argument("--no-video", action="store_true", help="skip the video-text corpus")
@@ -226,6 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")
     v.add_argument("shards", help="the shards/ folder of a run")
     v.set_defaults(fn=_cmd_validate)
+
+    t = sub.add_parser("train", help="train the reference model on a labelled corpus")
+    t.add_argument("run_dir", help="a finished run directory whose corpus carries labels")
+    t.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--held-out", type=float, default=0.2, help="fraction of samples held out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    t.add_argument("--tasks", help="comma-separated subset, e.g. mlm,itm (default: all present)")
+    t.add_argument("--negatives", type=int, default=1, help="ITM/VSM negatives per sample per step")
+    t.add_argument("--no-control", action="store_true", help="skip the random-label control")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(fn=_cmd_train)
 
     s = sub.add_parser("schema", help="write the JSON Schemas into schemas/")
     s.add_argument("--out", default="schemas")

@@ -21,7 +21,7 @@ def default_demo_config(name: str = "demo.yaml") -> Path:
 
 def run_demo(
     out: str | Path,
-    n_items: int = 300,
+    n_items: int = 1000,
     config: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -42,11 +42,14 @@ def run_demo(
 
 def run_video_demo(
     out: str | Path,
+    lessons: int = 12,
     overwrite: bool = False,
     progress: bool = True,
     scheduler: str | None = None,
 ) -> RunResult:
-    """Generate `out/video-web`, serve it, and cut `out/video-corpus`, offline."""
+    """Generate `out/video-web`, serve it, and cut `out/video-corpus`, offline. `lessons`
+    adds that many 25-second videos of ten subtitled segments (120 clips for 12), so the
+    reference trainer has clips enough to judge frame order and subtitle matching."""
     import polars as pl
 
     from curate.testing import serve_web
@@ -55,7 +58,7 @@ def run_video_demo(
     out = Path(out).resolve()
     cfg: PipelineConfig = load_config(default_demo_config("demo_video.yaml"))
     web = out / "video-web"
-    rows = build_video_web(web)
+    rows = build_video_web(web, lessons=lessons)
     with serve_web(web, max_seconds=1800) as server:
         base = server.base_url
         table = pl.DataFrame(

@@ -95,7 +95,19 @@ def test_hf_source_end_to_end(tmp_path: Path) -> None:
 def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "curate", "demo", "-o", str(out), "-n", "40", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "curate",
+            "demo",
+            "-o",
+            str(out),
+            "-n",
+            "40",
+            "--lessons",
+            "0",
+            "-q",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -103,6 +103,7 @@ def make_video(
     threads: int = 1,
     pattern: int | None = None,
     gop: int | None = None,
+    sweep: bool = False,
 ) -> Path:
     """An MP4 (H.264/AAC) or WebM (VP9/Opus), by suffix: each segment's colour and tone.
 
@@ -110,7 +111,9 @@ def make_video(
     cost a codec almost nothing); the segment's colour stays its mean. `pattern` (a seed)
     gives each segment its own still 8x8 block layout, so pHashes tell footage apart: the
     same seed makes the same pictures at any size or quality. `gop` caps the frames between
-    keyframes (what `cut: copy` starts clips on)."""
+    keyframes (what `cut: copy` starts clips on). `sweep` draws a white bar that crosses the
+    frame from left to right during each segment: within a segment's clip, the frames' order
+    can be seen (what frame order modelling learns)."""
     import av
 
     vcodec, acodec = _CODECS[path.suffix]
@@ -137,6 +140,10 @@ def make_video(
                 layout = _blocks(size, pattern, segments.index(seg))
                 pixels = np.clip(pixels.astype(np.int16) + layout[..., None], 0, 255)
                 pixels = pixels.astype(np.uint8)
+            if sweep:
+                where = (i + 0.5) / fps - seg.start
+                x = int(where / (seg.end - seg.start) * size[0] * 0.9)
+                pixels[:, x : x + max(2, size[0] // 10)] = 255
             if grain is not None:
                 shifted = np.roll(grain, (i * 3, i * 5), axis=(0, 1))
                 pixels = np.clip(pixels.astype(np.int16) + shifted[..., None], 0, 255)
@@ -284,13 +291,27 @@ _DEMO = [
 ]
 
 
-def build_video_web(root: Path) -> list[dict[str, str | None]]:
+def build_video_web(root: Path, lessons: int = 0) -> list[dict[str, str | None]]:
     """A small video web under root/files: good videos with SRT, WebVTT or JSON timings (or a
-    whole-video caption), one of them again at half the size, and broken ones (an MP4 cut
-    before its moov atom, random bytes, an audio-only file). Returns rows of `route`,
-    `caption`, `subtitles` (a route or None)."""
+    whole-video caption), one of them again at half the size, broken ones (an MP4 cut
+    before its moov atom, random bytes, an audio-only file), and `lessons` longer videos of
+    ten 2.5-second segments (one clip each) whose white bar sweeps across each one: clips
+    enough for the reference trainer to learn frame order and subtitle matching. Returns
+    rows of `route`, `caption`, `subtitles` (a route or None)."""
     files = root / "files"
     rows: list[dict[str, str | None]] = []
+    for k in range(lessons):
+        segs = segments_for([2.5] * 10, offset=k)
+        name = f"lesson{k}"
+        make_video(files / f"{name}.mp4", segs, size=(160, 120), fps=12, pattern=10 + k, sweep=True)
+        (files / f"{name}.srt").write_bytes(timed_text(segs, "srt"))
+        rows.append(
+            {
+                "route": f"/img/{name}.mp4",
+                "caption": f"{name} video",
+                "subtitles": f"/img/{name}.srt",
+            }
+        )
     for seed, (name, lengths, offset, fmt) in enumerate(_DEMO):
         segs = segments_for(lengths, offset)
         make_video(files / name, segs, size=(320, 240), fps=12, pattern=seed)

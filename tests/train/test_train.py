@@ -1,0 +1,97 @@
+"""`curate train` on a real labelled corpus: subtitle clips cut from MP4s whose white bar
+sweeps across each clip, so frame order can be learned. The model must beat chance on held-out
+clips, the random-label control must not, and too short a run must fail naming the task."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import curate
+from curate.pipeline import RunResult
+from curate.train import TrainSettings, open_corpus, train
+from curate.train.data import THUMB, iter_examples, plain_rate, trainer_rate
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    from curate.testing.media import build_video_web
+
+    root = tmp_path_factory.mktemp("lessons")
+    rows = build_video_web(root, lessons=4)
+    files = root / "files"
+    for row in rows:  # keep the sweep videos, with their subtitles beside them
+        if "lesson" not in str(row["route"]):
+            (files / Path(str(row["route"])).name).unlink(missing_ok=True)
+    cfg = {
+        "sources": [{"kind": "folder", "path": str(files), "files": "videos"}],
+        "media": {"min_clip_s": 1.0, "max_clip_s": 4.0, "frames": 4, "side": 96},
+        "image": {"size": 64},
+        "clip": {"enabled": False},
+        "dedup": {"enabled": False},  # synthetic segments can look alike; keep all 40
+        "labels": {"tasks": ["mlm", "regions", "fom"], "codebook_size": 8},
+        "engine": {"n_workers": 2},
+    }
+    return curate.run(cfg, root / "out", progress=False)
+
+
+def test_the_loader_shows_each_clip_s_frames_in_the_drawn_order(clips: RunResult) -> None:
+    corpus = open_corpus(clips.output)
+    assert corpus.samples == 40 and corpus.frames == 4
+    assert corpus.tasks == ("mlm", "mrc", "fom")
+    examples = list(iter_examples(corpus, "train", 0.0))
+    assert len(examples) == 40
+    for e in examples:
+        assert e.frames.shape == (4, 3 * THUMB * THUMB)
+        assert sorted(e.frame_order.tolist()) == [0, 1, 2, 3]
+        # the white bar: in true time order, its column moves right. The segment's block
+        # layout is the same in every frame, so the median frame is the background.
+        bright = e.frames.reshape(4, THUMB, THUMB, 3).mean(axis=(1, 3))  # (K, columns)
+        column = (bright - np.median(bright, axis=0)).argmax(1)
+        in_time = column[np.argsort(e.frame_order)]
+        assert (np.diff(in_time) >= 0).all() and in_time[-1] > in_time[0], (e.key, column)
+        assert e.regions.shape[0] == 16 and e.region_masked.sum() == 4
+        assert (np.abs(e.regions[:, : 3 * THUMB * THUMB]) <= 1).all()
+        assert (e.mlm_labels != -100).any()
+    assert plain_rate(corpus, 0.2)[0] > 0 and trainer_rate(corpus, 0.2)[0] > 0
+
+
+def test_frame_order_is_learned_and_the_random_label_control_stays_at_chance(
+    clips: RunResult,
+) -> None:
+    settings = TrainSettings(steps=300, held_out=0.3, tasks=("fom",), progress=False)
+    m = train(clips.output, settings)
+    fom = m["tasks"]["fom"]
+    # n counts held-out clips; each gives four frame-slot predictions
+    assert fom["chance"] == pytest.approx(0.25) and fom["predictions"] == 4 * fom["n"]
+    assert fom["beats_chance"] and fom["accuracy"] >= fom["bar"] > 0.3, fom
+    assert fom["control"]["at_chance"], fom
+    assert fom["loss"][-1] < fom["loss"][0] and len(fom["loss"]) == 50
+    assert m["passed"] and m["failures"] == [] and m["leaks"] == []
+    assert m["loader"]["samples_per_s"] > 0 and m["loader"]["ratio"] > 0
+    saved = json.loads((clips.output / "train" / "metrics.json").read_text())
+    assert saved["tasks"]["fom"]["accuracy"] == fom["accuracy"]
+
+
+def test_a_run_too_short_to_learn_exits_non_zero_naming_the_task(clips: RunResult) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "train", str(clips.output), "--steps", "2",
+         "--tasks", "fom", "--no-control", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL fom: held-out accuracy does not beat chance" in proc.stderr
+    assert "NOT above chance" in proc.stdout
+
+
+def test_a_corpus_without_labels_is_refused(finished: RunResult) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "train", str(finished.output), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "carries no labels" in proc.stderr
