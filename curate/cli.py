@@ -175,6 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         control=not args.no_control,
         negatives=args.negatives,
+        max_skipped=args.max_skipped,
         progress=not args.quiet,
         tasks=tuple(args.tasks.split(",")) if args.tasks else (),
     )
@@ -184,8 +185,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not metrics["passed"]:
         for task in metrics["failures"]:
             print(f"FAIL {task}: held-out accuracy does not beat chance", file=sys.stderr)
+        sk = metrics["skipped"]
+        if sk["over_limit"]:
+            first = sk["faults"][0] if sk["faults"] else None
+            where = f"; first: {first['shard']}: {first['reason']}" if first else ""
+            print(
+                f"FAIL shards: {sk['count']} unreadable shards or samples skipped, "
+                f"{sk['samples_unread']} samples of sizes.json not read{where} "
+                "(`curate validate` names each fault)",
+                file=sys.stderr,
+            )
         for task in metrics["leaks"]:
-            print(f"FAIL {task}: the random-label control beats chance too (the evaluation leaks)", file=sys.stderr)
+            print(
+                f"FAIL {task}: the random-label control beats chance too (the evaluation leaks)",
+                file=sys.stderr,
+            )
         return 1
     return 0
 
@@ -272,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     t.add_argument("--tasks", help="comma-separated subset, e.g. mlm,itm (default: all present)")
     t.add_argument("--negatives", type=int, default=1, help="ITM/VSM negatives per sample per step")
+    t.add_argument(
+        "--max-skipped",
+        type=int,
+        default=0,
+        help="unreadable samples tolerated (skipped and counted) before exiting 1",
+    )
     t.add_argument("--no-control", action="store_true", help="skip the random-label control")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     t.set_defaults(fn=_cmd_train)

@@ -1,11 +1,15 @@
 """From a labelled corpus's shards to training examples, through webdataset's loader.
 
 A sample becomes one `Example`: the caption's token ids (masked and original, from
-`KEY.mlm.npz`), one token per region of its picture (an 8x8 colour thumbnail of the region's
+`KEY.mlm.npz`), one token per region of its picture (a THUMBxTHUMB colour thumbnail of the region's
 box plus the box itself, as UNITER feeds a detector's regions), the masked regions and their
 codebook classes (`KEY.regions.json`), ITM / VSM negative texts, and for a clip its frames
 as thumbnails with the drawn order (`KEY.fom.json`). Held-out samples are chosen by a hash of
 the key, so the split is the same on every machine and for every shard layout.
+
+A shard that ends early or a sample that does not decode is skipped and counted (`Skipped`),
+never a crash an hour into a run: `curate validate` names the fault, the trainer carries on
+with what it can read and reports what it could not.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,14 +128,15 @@ class Example:
 
 
 def _thumbs(image: NDArray[np.uint8], boxes: NDArray[np.float64]) -> NDArray[np.float32]:
-    """Each box's pixels sampled on an 8x8 grid of cell centres, in [-1, 1]: (N, 192).
+    """Each box's pixels sampled on a THUMBxTHUMB grid of cell centres, in [-1, 1]:
+    (N, 3*THUMB*THUMB).
     `boxes` are (x0, y0, x1, y1) in the image's own pixels."""
     cells = (np.arange(THUMB) + 0.5) / THUMB
     ys = (boxes[:, 1:2] + cells * (boxes[:, 3:4] - boxes[:, 1:2])).astype(np.int64)
     xs = (boxes[:, 0:1] + cells * (boxes[:, 2:3] - boxes[:, 0:1])).astype(np.int64)
     ys = np.minimum(ys, image.shape[0] - 1)
     xs = np.minimum(xs, image.shape[1] - 1)
-    picked = image[ys[:, :, None], xs[:, None, :]]  # (N, 8, 8, 3)
+    picked = image[ys[:, :, None], xs[:, None, :]]  # (N, THUMB, THUMB, 3)
     return picked.reshape(len(boxes), -1).astype(np.float32) / 127.5 - 1.0
 
 
@@ -208,6 +214,56 @@ def _urls(shards: Sequence[Path]) -> list[str]:
     return [str(p) for p in shards]
 
 
+class Skipped:
+    """What a loader could not read: a count, and the first few faults by shard and key.
+    Its `tar` and `sample` methods are webdataset exception handlers that record and go on."""
+
+    KEEP = 20
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.faults: list[dict[str, str | None]] = []
+        self._seen: set[tuple[str | None, str | None]] = set()
+
+    def _add(self, shard: str | None, key: str | None, exn: BaseException) -> None:
+        """Count each (shard, key) once: a cut-off shard raises more than once per read,
+        and the trainer reads a shard once per split."""
+        if (shard, key) in self._seen:
+            return
+        self._seen.add((shard, key))
+        self.count += 1
+        if len(self.faults) < self.KEEP:
+            message = str(exn.args[0]) if exn.args else str(exn)
+            reason = f"{type(exn).__name__}: {message.split(' @ ')[0]}"
+            self.faults.append({"shard": shard, "key": key, "reason": reason})
+
+    def tar(self, exn: BaseException) -> bool:
+        """A shard that cannot be opened or read to its end. webdataset appends the URL to
+        the exception's arguments, or its reader's repr to the message."""
+        url = next((a for a in reversed(exn.args[1:]) if isinstance(a, str)), None)
+        if url is None and exn.args:
+            found = re.search(r"name='([^']+)'", str(exn.args[0]))
+            url = found.group(1) if found else None
+        self._add(Path(url).name if url else None, None, exn)
+        return True
+
+    def decoding(self, spec: LabelsConfig) -> Any:
+        """decode_sample, recording a sample that fails and dropping it (None)."""
+
+        def decode(sample: dict[str, Any]) -> Example | None:
+            try:
+                return decode_sample(sample, spec)
+            except Exception as exn:  # any member that does not decode: count, go on
+                shard = Path(str(sample.get("__url__", ""))).name or None
+                self._add(shard, str(sample.get("__key__")), exn)
+                return None
+
+        return decode
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "faults": self.faults}
+
+
 def iter_examples(
     corpus: Corpus,
     split: str,
@@ -215,22 +271,31 @@ def iter_examples(
     epochs: int | None = 1,
     shuffle: int = 0,
     seed: int = 0,
+    skipped: Skipped | None = None,
 ) -> Iterator[Example]:
     """The corpus's examples of one split ("train" or "eval") through webdataset's loader;
-    `epochs=None` repeats forever, `shuffle` is the size of webdataset's shuffle buffer."""
+    `epochs=None` repeats forever, `shuffle` is the size of webdataset's shuffle buffer.
+    Unreadable shards and samples are counted in `skipped` (a fresh one when None)."""
     import random
 
-    import webdataset as wds
-
+    skipped = skipped if skipped is not None else Skipped()
     want = split == "eval"
     epoch = 0
     while epochs is None or epoch < epochs:
-        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
+        ds = _dataset(corpus, skipped)
         ds = ds.select(lambda s, want=want: held_out(s["__key__"], held_out_fraction) == want)
         if shuffle:
             ds = ds.shuffle(shuffle, rng=random.Random(seed * 1_000_003 + epoch))
-        yield from ds.map(functools.partial(decode_sample, spec=corpus.spec))
+        yield from ds.map(skipped.decoding(corpus.spec))
         epoch += 1
+
+
+def _dataset(corpus: Corpus, skipped: Skipped) -> Any:
+    import webdataset as wds
+
+    return wds.WebDataset(
+        _urls(corpus.shards), shardshuffle=False, empty_check=False, handler=skipped.tar
+    )
 
 
 def _timed_rate(make: Any, min_seconds: float) -> tuple[float, int]:
@@ -251,21 +316,19 @@ def _timed_rate(make: Any, min_seconds: float) -> tuple[float, int]:
 def plain_rate(corpus: Corpus, min_seconds: float = 2.0) -> tuple[float, int]:
     """Samples/s of plain webdataset decoding of the same shards (every member decoded by
     webdataset's own handlers, images to PIL): the anchor the trainer's loader is held to."""
-    import webdataset as wds
+    skipped = Skipped()
 
     def make() -> Any:
-        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
-        return ds.decode("pil")
+        return _dataset(corpus, skipped).decode("pil", handler=skipped.tar)
 
     return _timed_rate(make, min_seconds)
 
 
 def trainer_rate(corpus: Corpus, min_seconds: float = 2.0) -> tuple[float, int]:
     """Samples/s of the trainer's loader over every sample (both splits), labels decoded."""
-    import webdataset as wds
+    skipped = Skipped()
 
     def make() -> Any:
-        ds = wds.WebDataset(_urls(corpus.shards), shardshuffle=False, empty_check=False)
-        return ds.map(functools.partial(decode_sample, spec=corpus.spec))
+        return _dataset(corpus, skipped).map(skipped.decoding(corpus.spec))
 
     return _timed_rate(make, min_seconds)

@@ -29,6 +29,7 @@ from curate.train.data import (
     THUMB,
     Corpus,
     Example,
+    Skipped,
     iter_examples,
     open_corpus,
     plain_rate,
@@ -57,6 +58,7 @@ class TrainSettings:
     progress: bool = True
     tasks: tuple[str, ...] = ()  # () = every task the corpus has labels for
     negatives: int = 1  # ITM / VSM negatives paired with each sample per training step
+    max_skipped: int = 0  # unreadable shards or samples tolerated before the run fails
 
 
 def _tasks(corpus: Corpus, settings: TrainSettings) -> tuple[str, ...]:
@@ -505,11 +507,19 @@ def train(out: Path, settings: TrainSettings = TrainSettings()) -> dict[str, Any
         missing = ", ".join(sorted(set(settings.tasks) - set(corpus.tasks)))
         raise CurateError(f"{out}: no labels for {missing} (it has {', '.join(corpus.tasks)})")
     frac = settings.held_out
-    held = list(itertools.islice(iter_examples(corpus, "eval", frac), settings.max_eval))
+    skipped = Skipped()  # what the first read of the corpus could not decode
+    held = list(
+        itertools.islice(iter_examples(corpus, "eval", frac, skipped=skipped), settings.max_eval)
+    )
     # One pass over (at most FIRST_PASS of) the training split: the vocabulary, and how
     # often each label occurs (what a model ignoring the input, like the control, can learn).
-    first = list(itertools.islice(iter_examples(corpus, "train", frac), FIRST_PASS))
+    first = list(
+        itertools.islice(iter_examples(corpus, "train", frac, skipped=skipped), FIRST_PASS)
+    )
     n_train = corpus.samples - len(held)  # held out is capped at max_eval, training is not
+    # Samples sizes.json promises that no read produced (known when both reads were whole).
+    whole_read = len(first) < FIRST_PASS and len(held) < settings.max_eval
+    unread = corpus.samples - len(held) - len(first) if whole_read else None
     if len(held) < 2 or len(first) < 2:
         raise CurateError(f"{out}: {corpus.samples} samples is too few to hold some out")
     vocab = _Vocab.build(first)
@@ -569,6 +579,8 @@ def train(out: Path, settings: TrainSettings = TrainSettings()) -> dict[str, Any
         tasks[task] = entry
     failures = [t for t, e in tasks.items() if not e["beats_chance"]]
     leaks = [t for t, e in tasks.items() if "control" in e and not e["control"]["at_chance"]]
+    lost = unread if unread is not None else skipped.count
+    unreadable = lost > settings.max_skipped
     metrics = {
         "version": METRICS_VERSION,
         "corpus": str(out),
@@ -582,7 +594,8 @@ def train(out: Path, settings: TrainSettings = TrainSettings()) -> dict[str, Any
         },
         "train_seconds": round(real[2], 2),
         "control_seconds": round(ctrl[2], 2) if ctrl else None,
-        "passed": not failures and not leaks,
+        "skipped": {**skipped.as_dict(), "samples_unread": unread, "over_limit": unreadable},
+        "passed": not failures and not leaks and not unreadable,
         "failures": failures,
         "leaks": leaks,
     }
@@ -605,6 +618,14 @@ def format_metrics(m: dict[str, Any]) -> str:
         lines.append(
             f"{task:<5} {e['n']:>6} {e['accuracy']:>9.3f} {e['chance']:>7.3f} {e['bar']:>7.3f} "
             f"{'' if ctrl is None else f'{ctrl:.3f}':>8}  {verdict} [{e['chance_kind']}]"
+        )
+    sk = m["skipped"]
+    if sk["count"] or sk["samples_unread"]:
+        where = ", ".join(f"{f['shard']}:{f['key'] or '-'} {f['reason']}" for f in sk["faults"][:3])
+        lines.append(
+            f"skipped {sk['count']} unreadable shards or samples "
+            f"({'?' if sk['samples_unread'] is None else sk['samples_unread']} samples of "
+            f"sizes.json not read): {where}"
         )
     ld = m["loader"]
     lines.append(

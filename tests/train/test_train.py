@@ -4,9 +4,12 @@ clips, the random-label control must not, and too short a run must fail naming t
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +90,47 @@ def test_a_run_too_short_to_learn_exits_non_zero_naming_the_task(clips: RunResul
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL fom: held-out accuracy does not beat chance" in proc.stderr
     assert "NOT above chance" in proc.stdout
+
+
+def test_a_broken_shard_is_skipped_counted_and_named_not_a_crash(
+    clips: RunResult, tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(clips.output / "shards", copy / "shards")
+    (shard,) = (copy / "shards").glob("*.tar")
+    # one sample's frame order that is not JSON, then the shard cut off part-way
+    with tarfile.open(shard) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    broken = next(m.name for m, _ in members if m.name.endswith(".fom.json"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for m, data in members:
+            data = b"{not json" if m.name == broken else data
+            m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+    data = buf.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # cut inside a member's data
+        cut = next(m for m in tar.getmembers() if m.offset_data > 0.7 * len(data) and m.size > 2)
+    shard.write_bytes(data[: cut.offset_data + cut.size // 2])
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "train", str(copy), "--steps", "2",
+         "--tasks", "fom", "--no-control", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "FAIL shards: 2 unreadable shards or samples skipped" in proc.stderr, proc.stderr
+    skipped = json.loads((copy / "train" / "metrics.json").read_text())["skipped"]
+    assert skipped["count"] == 2 and skipped["over_limit"]
+    assert 0 < skipped["samples_unread"] < 40
+    faults = {(f["key"], f["shard"]) for f in skipped["faults"]}
+    assert (broken.split(".")[0], shard.name) in faults  # the sample, by key and shard
+    assert (None, shard.name) in faults  # the shard that ends early
+    assert any("fom" in f["reason"] or "JSON" in f["reason"] for f in skipped["faults"])
+    # tolerated when the user allows that many: counted all the same
+    m = train(copy, TrainSettings(steps=2, tasks=("fom",), control=False, progress=False,
+                                  max_skipped=skipped["samples_unread"]))  # fmt: skip
+    assert m["skipped"]["count"] == 2 and not m["skipped"]["over_limit"]
 
 
 def test_a_corpus_without_labels_is_refused(finished: RunResult) -> None:
