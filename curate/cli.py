@@ -175,6 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         control=not args.no_control,
         negatives=args.negatives,
+        batch_negatives=args.batch_negatives,
         max_skipped=args.max_skipped,
         progress=not args.quiet,
         tasks=tuple(args.tasks.split(",")) if args.tasks else (),
@@ -285,7 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     t.add_argument("--tasks", help="comma-separated subset, e.g. mlm,itm (default: all present)")
-    t.add_argument("--negatives", type=int, default=1, help="ITM/VSM negatives per sample per step")
+    t.add_argument(
+        "--negatives", type=int, default=1, help="stored ITM/VSM negatives per sample per step"
+    )
+    t.add_argument(
+        "--batch-negatives",
+        type=int,
+        default=1,
+        help="other samples' captions in the batch paired as ITM negatives per step",
+    )
     t.add_argument(
         "--max-skipped",
         type=int,

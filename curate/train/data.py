@@ -125,6 +125,8 @@ class Example:
     vsm_negatives: list[NDArray[np.int64]] = field(default_factory=list)
     itm_kinds: list[str] = field(default_factory=list)  # "hard" or "random", per negative
     vsm_kinds: list[str] = field(default_factory=list)
+    itm_keys: list[str] = field(default_factory=list)  # the sample each negative comes from
+    vsm_keys: list[str] = field(default_factory=list)
 
 
 def _thumbs(image: NDArray[np.uint8], boxes: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -207,6 +209,7 @@ def decode_sample(sample: dict[str, Any], spec: LabelsConfig) -> Example:
         key, ids, labels, text, regions, masked, classes, frames, order,
         [_tokens(n["caption"], length) for n in itm], [_tokens(n["text"], length) for n in vsm],
         [n["kind"] for n in itm], [n["kind"] for n in vsm],
+        [n["key"] for n in itm], [n["key"] for n in vsm],
     )  # fmt: skip
 
 

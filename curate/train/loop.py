@@ -5,9 +5,10 @@ held-out samples against chance.
 A task passes when its held-out accuracy beats chance by a clear margin: chance is the best
 a model ignoring the input could do (uniform guessing, or always the most frequent training
 label, whichever scores more on the held-out set), and the margin is max(0.05, three
-standard errors of a binomial at chance). The control's labels are drawn from how often
-each label occurs in training and owe nothing to the sample, so it must stay under the same
-bar: if it clears it, the evaluation leaks.
+standard errors over held-out samples: a Bernoulli's at chance for the classifications, the
+exact null variance of the ranking score for matching). The control's labels are drawn from
+how often each label occurs in training and owe nothing to the sample, so it must stay under
+the same bar: if it clears it, the evaluation leaks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import functools
 import itertools
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from curate.train.data import (
     Corpus,
     Example,
     Skipped,
+    held_out,
     iter_examples,
     open_corpus,
     plain_rate,
@@ -57,7 +60,8 @@ class TrainSettings:
     max_eval: int = 5000
     progress: bool = True
     tasks: tuple[str, ...] = ()  # () = every task the corpus has labels for
-    negatives: int = 1  # ITM / VSM negatives paired with each sample per training step
+    negatives: int = 1  # stored ITM / VSM negatives paired with each sample per step
+    batch_negatives: int = 1  # other samples' captions in the batch, as ITM negatives
     max_skipped: int = 0  # unreadable shards or samples tolerated before the run fails
 
 
@@ -65,11 +69,14 @@ def _tasks(corpus: Corpus, settings: TrainSettings) -> tuple[str, ...]:
     return tuple(t for t in corpus.tasks if not settings.tasks or t in settings.tasks)
 
 
-def chance_bar(chance: float, n: int) -> float:
-    """The accuracy a task must reach on n held-out predictions to beat `chance` clearly."""
+def chance_bar(chance: float, n: int, variance: float | None = None) -> float:
+    """The accuracy a task must reach on n held-out samples to beat `chance` clearly: three
+    standard errors of the mean of n per-sample scores whose variance, for a model that
+    cannot do the task, is `variance` (a Bernoulli's at chance by default), or 5 points."""
     if n <= 0:
         return math.inf
-    return chance + max(0.05, 3 * math.sqrt(chance * (1 - chance) / n))
+    var = chance * (1 - chance) if variance is None else variance
+    return chance + max(0.05, 3 * math.sqrt(var / n))
 
 
 # ---- batches -------------------------------------------------------------------------------
@@ -230,6 +237,8 @@ class _Runner:
         self.steps = settings.steps
         self.lr = settings.lr
         self.negatives = settings.negatives
+        self.held_out = settings.held_out
+        self.batch_negatives = settings.batch_negatives
         self.priors = priors
 
     def _t(self, a: np.ndarray) -> Any:
@@ -248,15 +257,24 @@ class _Runner:
     def _pairs(
         self, b: _Batch, field: str, rng: np.random.Generator | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(CLIP ids, label, sample index): its own text and, in training (with rng), one
-        of its negatives drawn at random (the model sees each image with both, so matching
-        is learned as a comparison); in evaluation, its own text and every negative."""
+        """(CLIP ids, label, sample index): its own text and, in training (with rng),
+        `negatives` of its stored negatives drawn at random (the model sees each image with
+        both, so matching is learned as a comparison) plus, for ITM, `batch_negatives`
+        captions of other samples in the batch (UNITER's random negatives: the stored ones
+        are mostly hard, and a small corpus needs easy contrasts too). In evaluation, its
+        own text and every stored negative."""
         texts, labels, owner = [], [], []
+        extra = self.batch_negatives if rng is not None and field == "itm_negatives" else 0
         for i, e in enumerate(b.examples):
             negs = getattr(e, field)
             if rng is not None and negs and self.negatives < len(negs):
                 pick = rng.choice(len(negs), self.negatives, replace=False)
                 negs = [negs[int(j)] for j in sorted(pick)]
+            if extra and rng is not None:
+                others = [o for o in b.examples if not np.array_equal(o.text_ids, e.text_ids)]
+                if others:
+                    drawn = rng.choice(len(others), extra)
+                    negs = [*negs, *(others[int(j)].text_ids for j in drawn)]
             texts += [e.text_ids, *negs]
             labels += [1] + [0] * len(negs)
             owner += [i] * (1 + len(negs))
@@ -333,7 +351,8 @@ class _Runner:
     def predict(self, b: _Batch) -> dict[str, dict[str, np.ndarray]]:
         """Per task on one held-out batch, true labels throughout: `pred` and `true` for
         the classifications; for matching, every (sample, text) pair's `score` (logit of
-        "matches"), `true`, the sample (`owner`) and the negative's `kind`."""
+        "matches"), `true`, the sample (`owner`), the negative's `kind` and which `text`
+        (a CRC of its ids: a sample's negatives can repeat a caption)."""
         self.model.eval()
         res: dict[str, dict[str, np.ndarray]] = {}
         with self.torch.no_grad():
@@ -367,13 +386,27 @@ class _Runner:
                 if task in self.tasks:
                     ids, labels, owner = self._pairs(b, field, None)
                     logits = self._pair_logits(b, ids, owner, task)
-                    kind_of = "itm_kinds" if task == "itm" else "vsm_kinds"
-                    kinds = [k for e in b.examples for k in ("positive", *getattr(e, kind_of))]
+                    kinds = [
+                        k for e in b.examples for k in ("positive", *getattr(e, f"{task}_kinds"))
+                    ]
+                    split = [
+                        k
+                        for e in b.examples
+                        for k in (
+                            "positive",
+                            *(
+                                "held_out" if held_out(key, self.held_out) else "train"
+                                for key in getattr(e, f"{task}_keys")
+                            ),
+                        )
+                    ]
                     res[task] = {
                         "score": (logits[:, 1] - logits[:, 0]).cpu().numpy(),
                         "true": labels,
                         "owner": owner,
                         "kind": np.asarray(kinds),
+                        "split": np.asarray(split),
+                        "text": np.asarray([zlib.crc32(t.tobytes()) for t in ids], np.int64),
                     }
         return res
 
@@ -413,13 +446,29 @@ def _score(
     return {**base, "chance": uniform, "chance_kind": f"uniform (1/{classes})"}
 
 
+def _null_variance(texts: np.ndarray) -> float:
+    """The variance of one sample's ranking score (the share of its m negatives its own
+    text beats) for a model that cannot tell its own text from them: the own text's rank
+    among the distinct texts is then uniform. With w_g the share of negatives that are the
+    g-th distinct text, each indicator has variance 1/4 and two distinct ones covariance
+    1/12 (the own text is above both with probability 1/3), so Var = Σw²/6 + 1/12: 1/4
+    for one negative (a coin), 1/8 for four distinct ones, more when negatives repeat."""
+    _, counts = np.unique(texts, return_counts=True)
+    w = counts / counts.sum()
+    return float((w**2).sum() / 6 + 1 / 12)
+
+
 def _ranking(out: dict[str, np.ndarray]) -> dict[str, Any]:
     score, true, owner, kind = out["score"], out["true"], out["owner"], out["kind"]
     pos = dict(zip(owner[true == 1].tolist(), score[true == 1].tolist(), strict=True))
     neg = true == 0
     above = np.asarray([pos[o] > s for o, s in zip(owner[neg], score[neg], strict=True)])
-    per_sample = [float(above[owner[neg] == o].mean()) for o in np.unique(owner[neg])]
+    samples = np.unique(owner[neg])
+    per_sample = [float(above[owner[neg] == o].mean()) for o in samples]
+    null = [_null_variance(out["text"][neg][owner[neg] == o]) for o in samples]
     by_kind = {str(k): round(float(above[kind[neg] == k].mean()), 4) for k in np.unique(kind[neg])}
+    split = out.get("split", np.full(len(true), "train"))[neg]
+    by_split = {str(k): round(float(above[split == k].mean()), 4) for k in np.unique(split)}
     predicted = score > 0
     balanced = 0.5 * float(predicted[true == 1].mean()) + 0.5 * float((~predicted[neg]).mean())
     return {
@@ -427,7 +476,11 @@ def _ranking(out: dict[str, np.ndarray]) -> dict[str, Any]:
         "accuracy": float(np.mean(per_sample)) if per_sample else 0.0,
         "chance": 0.5,
         "chance_kind": "ranking (own text above a negative)",
+        "null_variance": float(np.mean(null)) if null else 0.25,
         "ranking_by_kind": by_kind,
+        # a negative whose own sample was trained on can be rejected from memory of that
+        # pairing; one from a held-out sample cannot: the second is pure generalisation
+        "ranking_by_negative_split": by_split,
         "balanced_accuracy": round(balanced, 4),
     }
 
@@ -562,7 +615,7 @@ def train(out: Path, settings: TrainSettings = TrainSettings()) -> dict[str, Any
             continue
         prior = counts.get(task, Counter())
         score = _score(task, real[1][task], prior, _classes(task, corpus, vocab))
-        bar = chance_bar(score["chance"], score["n"])
+        bar = chance_bar(score["chance"], score["n"], score.get("null_variance"))
         entry: dict[str, Any] = {
             **score,
             "bar": round(bar, 4),

@@ -12,6 +12,7 @@ import pytest
 from curate.labels.mlm import EOT, IGNORE, MASK_ID, SOT
 from curate.train.data import Example, held_out
 from curate.train.loop import (
+    _null_variance,
     _Prior,
     _random_own,
     _ranking,
@@ -50,12 +51,29 @@ def test_matching_is_scored_by_ranking_each_sample_s_own_text_above_its_negative
         "true": np.array([1, 0, 0, 1, 0, 0]),
         "owner": np.array([0, 0, 0, 1, 1, 1]),
         "kind": np.array(["positive", "hard", "random", "positive", "hard", "random"]),
+        "text": np.array([1, 2, 3, 4, 5, 5]),  # sample 1's two negatives are one caption
     }
     s = _ranking(out)
+    assert s["null_variance"] == pytest.approx(((2 * 0.25) / 6 + 1 / 12 + 1 / 6 + 1 / 12) / 2)
     assert s["n"] == 2 and s["accuracy"] == pytest.approx(0.75)
     assert s["ranking_by_kind"] == {"hard": 0.5, "random": 1.0}
     # score > 0 reads "matches": positives 2/2, negatives 1/4 rejected
     assert s["balanced_accuracy"] == pytest.approx(0.5 * 1 + 0.5 * 0.25)
+
+
+@pytest.mark.parametrize("texts", [[1], [1, 2, 3, 4], [1, 1, 1, 2], [1, 2, 2, 3, 3, 3, 4]])
+def test_the_ranking_null_variance_is_what_a_blind_model_shows(texts: list[int]) -> None:
+    # a model that cannot tell its own text (0) from the negatives scores each distinct
+    # text at random; the share of negatives its own text beats has the stated variance
+    rng = np.random.default_rng(0)
+    negs = np.asarray(texts)
+    distinct = np.unique(negs)
+    draws = rng.random((200_000, len(distinct) + 1))  # column 0: the own text
+    below = draws[:, 1:] < draws[:, :1]  # (draws, distinct)
+    per_text = below[:, np.searchsorted(distinct, negs)]
+    score = per_text.mean(1)
+    assert score.mean() == pytest.approx(0.5, abs=0.005)
+    assert score.var() == pytest.approx(_null_variance(negs), rel=0.02)
 
 
 def test_the_control_draws_classes_from_the_training_prior_at_the_same_positions() -> None:
