@@ -163,6 +163,11 @@ class RunDir:
     def marker(self, stage: str, key: str) -> Path:
         return self.root / "state" / stage / f"{key}.json"
 
+    @property
+    def timings(self) -> Path:
+        """Wall seconds of every stage task, one JSON line each (not a marker: no digest)."""
+        return self.root / "state" / "timings.jsonl"
+
     def markers(self, stage: str) -> list[Path]:
         """A stage's markers in key order (numeric keys by number: 99999 before 100000)."""
         found = (self.root / "state" / stage).glob("*.json")

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from curate.engine.stage import Task, read_marker, write_marker
+from curate.engine.stage import Task, read_marker, record_timing, write_marker
 from curate.rundir import RunDir
 
 __all__ = ["run_calls", "run_stage"]
@@ -76,6 +76,20 @@ def _stall_report(client: Any, stage: str, pending: dict[Any, str], idle_s: floa
 
 
 Call = tuple[str, Callable[..., Any], tuple[Any, ...]]
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, str]:
+    """(result, seconds, worker) of one stage task, measured where it ran: the driver's
+    clock would add queueing. `curate why` shows it beside each stage's result."""
+    try:
+        from distributed import get_worker
+
+        where = get_worker().address
+    except (ImportError, ValueError):
+        where = "driver"
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0, where
 
 
 def _execute(
@@ -215,7 +229,8 @@ def run_stage(
         )
     by_key = {t.key: t for t in todo}
 
-    def finished(key: str, summary: Any) -> None:
+    def finished(key: str, timed: tuple[Any, float, str]) -> None:
+        summary, seconds, worker = timed
         if not isinstance(summary, dict):
             fn = getattr(by_key[key].fn, "__qualname__", by_key[key].fn)
             raise TypeError(
@@ -225,12 +240,13 @@ def run_stage(
         for other, marker in extra.items():
             write_marker(run, other, key, marker["inputs"], marker["summary"])
         write_marker(run, stage, key, by_key[key].inputs, summary)
+        record_timing(run, stage, key, seconds, worker)
         summaries[key] = summary
 
     _execute(
         client,
         stage,
-        [(t.key, t.fn, t.args) for t in todo],
+        [(t.key, _timed, (t.fn, *t.args)) for t in todo],
         finished,
         retries=retries,
         progress=progress,

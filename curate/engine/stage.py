@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ __all__ = [
     "cluster_client",
     "digest",
     "read_marker",
+    "read_timings",
+    "record_timing",
     "stage_digest",
     "write_marker",
 ]
@@ -110,6 +114,32 @@ def read_marker(run: RunDir, stage: str, key: str) -> dict[str, Any] | None:
 
 def write_marker(run: RunDir, stage: str, key: str, inputs: str, summary: dict[str, Any]) -> None:
     write_json(run.marker(stage, key), {"inputs": inputs, "summary": summary})
+
+
+def record_timing(run: RunDir, stage: str, key: str, seconds: float, worker: str) -> None:
+    """Append one finished task's wall seconds to state/timings.jsonl (the driver writes it,
+    one line per task run; a rerun appends, the last line of a key counts). Kept out of the
+    markers, whose bytes are the inputs of later stages and must not vary run to run."""
+    line = {"stage": stage, "key": key, "seconds": round(seconds, 3), "worker": worker,
+            "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    path = run.timings
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(line, sort_keys=True) + "\n")
+
+
+def read_timings(run: RunDir) -> dict[tuple[str, str], dict[str, Any]]:
+    """The last recorded timing of each (stage, task key); {} for runs before timings."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if not run.timings.exists():
+        return out
+    for line in run.timings.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            out[(rec["stage"], rec["key"])] = rec
+        except (ValueError, KeyError, TypeError):  # a line cut by a kill: skip it
+            continue
+    return out
 
 
 def stage_digest(run: RunDir, stage: str) -> str:

@@ -128,3 +128,30 @@ def test_no_report_when_tasks_keep_finishing(
         time.sleep(1.5)  # a timer left armed after the last task would fire now
     err = capfd.readouterr().err
     assert "no task finished" not in err and "Timeout (" not in err
+
+
+def _nap(seconds: float) -> dict[str, Any]:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def test_each_task_s_wall_time_is_recorded_where_it_ran_outside_the_markers(
+    client: Any, tmp_path: Path
+) -> None:
+    from curate.engine.stage import read_timings
+
+    run = RunDir(tmp_path)
+    tasks = [Task("a", _nap, (0.3,), "d-a"), Task("b", _nap, (0.0,), "d-b")]
+    run_stage(client, run, "s", tasks, progress=False)
+    before = {p.name: p.read_bytes() for p in run.markers("s")}
+    got = read_timings(run)
+    assert set(got) == {("s", "a"), ("s", "b")}
+    assert 0.3 <= got[("s", "a")]["seconds"] < 5 and got[("s", "b")]["seconds"] < 0.3
+    assert got[("s", "a")]["worker"].startswith("tcp://127.0.0.1")
+    # a rerun of one task appends; the last line counts; markers keep their bytes
+    run_stage(client, run, "s", [Task("a", _nap, (0.0,), "d-a2"), tasks[1]], progress=False)
+    assert read_timings(run)[("s", "a")]["seconds"] < 0.3
+    assert before["b.json"] == run.marker("s", "b").read_bytes()
+    with run.timings.open("a") as f:  # a line cut short by a kill is skipped, not fatal
+        f.write('{"stage": "s", "key": "c", "sec')
+    assert set(read_timings(run)) == {("s", "a"), ("s", "b")}
