@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from curate.io.atomic import atomic_open
 
-__all__ = ["FIXED_MTIME", "TarShardWriter", "check_key", "iter_tar_samples"]
+__all__ = ["FIXED_MTIME", "TarShardWriter", "check_key", "iter_tar_samples", "read_keys"]
 
 FIXED_MTIME = 0
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # leaves room for the extension in 100 bytes
@@ -204,3 +204,47 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]
     p = Path(path)
     index = _plain_members(p)
     yield from _group(_read_plain(p, index) if index is not None else _read_tarfile(p))
+
+
+def read_keys(
+    path: str | Path, keys: Iterable[str], want: Callable[[str], bool] = lambda _: True
+) -> dict[str, dict[str, bytes]]:
+    """{key: {ext: bytes}} of the listed keys' members whose extension `want` accepts, read
+    without the rest: headers are walked seeking over other members' data, and the walk
+    stops once every listed key has been passed (a key's members are contiguous). Archives
+    that are not plain USTAR go through tarfile."""
+    p = Path(path)
+    remaining = set(keys)
+    out: dict[str, dict[str, bytes]] = {}
+    if not remaining:
+        return out
+    with p.open("rb") as f:
+        current = None
+        while remaining:
+            block = f.read(_BLOCK)
+            if len(block) < _BLOCK or block == b"\0" * _BLOCK:
+                return out
+            parsed = _plain_header(block)
+            if parsed is None:
+                break  # not plain: let tarfile read it
+            name, size = parsed
+            key, _, ext = name.partition(".")
+            if key != current and current in out:
+                remaining.discard(current)
+            current = key
+            if key in remaining and ext and want(ext):
+                data = f.read(size)
+                f.seek(-size % _BLOCK, 1)
+                out.setdefault(key, {})[ext] = data
+            else:
+                if key in remaining:
+                    out.setdefault(key, {})
+                f.seek(size + -size % _BLOCK, 1)
+        else:
+            return out
+    wanted = set(keys)
+    return {
+        key: {ext: data for ext, data in group.items() if want(ext)}
+        for key, group in _group(_read_tarfile(p))
+        if key in wanted
+    }

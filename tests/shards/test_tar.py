@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.shards.tar import TarShardWriter, check_key, iter_tar_samples
+from curate.shards.tar import TarShardWriter, check_key, iter_tar_samples, read_keys
 
 SAMPLES = {
     "b2": {"jpg": b"\xff\xd8\xffB", "txt": b"second", "json": b"{}"},
@@ -128,3 +128,28 @@ def test_reader_fast_path_and_tarfile_agree(tmp_path: Path) -> None:
     broken.write_bytes(plain.read_bytes()[:1000])  # cut inside the first body
     with pytest.raises(tarfile.ReadError):
         list(iter_tar_samples(broken))
+
+
+def test_read_keys_reads_only_the_listed_keys_and_stops_after_them(tmp_path: Path) -> None:
+    path = tmp_path / "t.tar"
+    with TarShardWriter(path) as w:
+        for k in ("a", "b", "c"):
+            w.write(k, {"jpg": k.encode() * 3, "txt": b"caption " + k.encode()})
+    assert read_keys(path, ["b"]) == {"b": {"jpg": b"bbb", "txt": b"caption b"}}
+    assert read_keys(path, ["a", "c"], lambda ext: ext == "txt") == {
+        "a": {"txt": b"caption a"},
+        "c": {"txt": b"caption c"},
+    }
+    assert read_keys(path, []) == {} and read_keys(path, ["zz"]) == {}
+    # the walk stops after the last listed key: a tail cut off after "a" is never read
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(path.read_bytes()[: 4 * 512 + 1000])
+    assert read_keys(cut, ["a"]) == {"a": {"jpg": b"aaa", "txt": b"caption a"}}
+    # an archive tarfile wrote (GNU/pax headers are not plain USTAR) goes through tarfile
+    other = tmp_path / "gnu.tar"
+    with tarfile.open(other, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (("x.jpg", b"1"), ("y." + "e" * 120, b"2")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    assert read_keys(other, ["y"]) == {"y": {"e" * 120: b"2"}}
