@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint typecheck pytest schema clean lock
+.PHONY: setup demo test lint typecheck pytest schema clean lock browser
 
 setup: $(STAMP)
 
@@ -29,12 +29,14 @@ lock:
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --no-emit-package dataclasses --quiet -o requirements.lock
 
-# Build both demo corpora, then train the reference model on each: it exits non-zero when a
-# task's held-out accuracy does not beat chance (metrics in demo-out/*/train/metrics.json).
+# Build both demo corpora, train the reference model on each (it exits non-zero when a
+# task does not beat chance; demo-out/*/train/metrics.json), then write each report.html.
 demo: $(STAMP)
 	$(BIN)/curate demo --output demo-out
 	$(BIN)/curate train demo-out/corpus
 	$(BIN)/curate train demo-out/video-corpus --steps 400
+	$(BIN)/curate report demo-out/corpus
+	$(BIN)/curate report demo-out/video-corpus
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks
@@ -46,7 +48,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# Headless Chromium for the report's browser test: Debian's package, installed when
+# missing and this is root on Debian (CI's clean machine); elsewhere the test says it skips.
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  echo "installing Debian's chromium for the browser test" && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not installed: tests/report/test_browser.py will be skipped"
+
+test: lint typecheck browser pytest
 
 schema: $(STAMP)
 	$(BIN)/curate schema --out schemas

@@ -85,11 +85,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from curate.ledger import funnel
-    from curate.tables import open_ledger
+def _finished_run(path: str) -> Any:
+    """The RunDir at `path`, or a CurateError naming what is missing (no traceback)."""
+    from curate.errors import CurateError
+    from curate.rundir import RunDir
 
-    print(format_funnel(funnel(open_ledger(args.run_dir))))
+    run = RunDir(Path(path))
+    if not run.ledger_dir.is_dir() or not any(run.ledger_dir.glob("*.parquet")):
+        raise CurateError(f"{path}: no ledger/*.parquet here (not a finished curate run)")
+    return run
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from curate.report.terminal import inspect_run
+
+    inspect_run(str(_finished_run(args.run_dir).root))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from curate.report import build_report
+
+    r = build_report(_finished_run(args.run_dir).root, args.output)
+    print(f"report: {r.path} ({r.bytes / 1e6:.1f} MB, {r.charts} charts, {r.images} images, "
+          f"{r.seconds:.1f}s)")  # fmt: skip
+    return 0
+
+
+def _cmd_why(args: argparse.Namespace) -> int:
+    import json
+
+    from curate.errors import CurateError
+    from curate.report.lineage import find, lineage
+    from curate.report.terminal import print_lineage
+
+    run = _finished_run(args.run_dir)
+    rows = find(run, args.sample)
+    if rows.height == 0:
+        raise CurateError(f"{args.sample}: no sample of {run.root} has this uid, url or prefix")
+    for row in rows.sort("uid").iter_rows(named=True):
+        info = lineage(run, row)
+        if args.json:
+            print(json.dumps(info, default=str, sort_keys=True))
+        else:
+            print_lineage(info)
     return 0
 
 
@@ -249,9 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true")
     d.set_defaults(fn=_cmd_demo)
 
-    i = sub.add_parser("inspect", help="print a run's funnel from its ledger")
+    i = sub.add_parser("inspect", help="a run at a glance: funnel, stages, shards, training")
     i.add_argument("run_dir")
     i.set_defaults(fn=_cmd_inspect)
+
+    rp = sub.add_parser("report", help="write OUT/report.html, one self-contained audit page")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--output", help="where to write it (default: RUN_DIR/report.html)")
+    rp.set_defaults(fn=_cmd_report)
+
+    w = sub.add_parser("why", help="one sample's lineage: every step, score and decision")
+    w.add_argument("run_dir")
+    w.add_argument("sample", help="a uid, a url, a source video's uid, or a uid prefix")
+    w.add_argument("--json", action="store_true", help="print the lineage as JSON lines")
+    w.set_defaults(fn=_cmd_why)
 
     c = sub.add_parser("calibrate", help="print the CLIP threshold that keeps X%% of a run")
     c.add_argument("run_dir")

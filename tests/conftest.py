@@ -117,3 +117,24 @@ def dask_cluster(tmp_path: Path) -> Iterator[Callable[[int], str]]:
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`curate demo` on 60 items (image corpus: CLIP filter, dedup, labels; video corpus:
+    subtitle clips, one re-encoded copy, three broken files), the image corpus trained for a
+    few steps so its metrics exist: what the audit report, notebooks and `curate why` read.
+    (The 8 clips are too few to hold some out for training.)"""
+    from curate.train import TrainSettings, train
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    cmd = [sys.executable, "-m", "curate", "demo", "-o", str(out), "-n", "60"]
+    proc = subprocess.run(
+        [*cmd, "--lessons", "0", "-q"], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    settings = TrainSettings(
+        steps=20, batch_size=8, progress=False, control=False, loader_seconds=0.2
+    )
+    train(out / "corpus", settings)
+    return out

@@ -102,6 +102,22 @@ def test_engine_imports_no_stage() -> None:
         ("curate.labels", ("curate.fetch", "curate.dedup", "curate.filters", "curate.ledger")),
         # the trainer reads finished shards with webdataset: label constants, never a stage
         ("curate.train", (*(p for p in STAGE_PACKAGES if p != "curate.labels"), "curate.engine")),
+        # audits read the run directory (tables, markers, shards), never run a stage
+        (
+            "curate.report",  # curate.shards.tar is the tar format it reads; not the stage
+            (
+                *(
+                    p
+                    for p in STAGE_PACKAGES
+                    if p not in ("curate.ledger", "curate.labels", "curate.shards")
+                ),
+                "curate.shards.stage",
+                "curate.shards.final",
+                "curate.engine.runner",
+                "curate.engine.cluster",
+                "curate.train",
+            ),
+        ),
         # the ledger reads every stage's output through curate.tables, never stage code
         ("curate.ledger", tuple(p for p in STAGE_PACKAGES if p != "curate.ledger")),
     ],

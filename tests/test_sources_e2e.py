@@ -136,7 +136,9 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert inspect.returncode == 0 and f"written  {sum(sizes.values()):>8}" in inspect.stdout
+    written = [line for line in inspect.stdout.splitlines() if line.startswith("│ written ")]
+    assert inspect.returncode == 0 and written, inspect.stdout
+    assert written[0].split("│")[2].strip() == str(sum(sizes.values()))
     check = subprocess.run(
         [sys.executable, "-m", "curate", "validate", str(out / "corpus" / "shards")],
         capture_output=True,
