@@ -22,13 +22,17 @@ import polars as pl
 from curate.filters.reasons import Frame, add_reason, require
 
 __all__ = [
+    "aspect_of",
     "calibrate",
+    "caption_chars",
     "caption_language",
     "caption_length",
+    "caption_words",
     "clip_threshold",
     "clip_top_fraction",
     "max_aspect_ratio",
     "min_side",
+    "short_side",
 ]
 
 _EPS = 1e-9  # so fraction * n like 0.3 * 10 = 3.0000000000000004 or 2.9999999999999996 is 3
@@ -115,6 +119,28 @@ def _sides(width: str, height: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     return w.is_null() | h.is_null(), pl.min_horizontal(w, h), pl.max_horizontal(w, h)
 
 
+def short_side(width: str = "original_width", height: str = "original_height") -> pl.Expr:
+    """The shorter side as `min_side` judges it (null when either side is unknown)."""
+    unknown, short, _ = _sides(width, height)
+    return pl.when(~unknown).then(short.cast(pl.Float64))
+
+
+def aspect_of(width: str = "original_width", height: str = "original_height") -> pl.Expr:
+    """Long side / short side as `max_aspect_ratio` judges it (null when unknown or zero)."""
+    unknown, short, long = _sides(width, height)
+    return pl.when(~unknown & (short > 0)).then(long.cast(pl.Float64) / short)
+
+
+def caption_words(column: str = "caption") -> pl.Expr:
+    """Whitespace-separated tokens of the stripped caption, as `caption_length` counts them."""
+    return pl.col(column).fill_null("").str.strip_chars().str.count_matches(r"\S+")
+
+
+def caption_chars(column: str = "caption") -> pl.Expr:
+    """Characters of the stripped caption (null is empty), as `caption_length` counts them."""
+    return pl.col(column).fill_null("").str.strip_chars().str.len_chars()
+
+
 def min_side(
     frame: Frame, pixels: int, width: str = "original_width", height: str = "original_height"
 ) -> Frame:
@@ -148,8 +174,7 @@ def caption_length(
     A caption can get both reasons (e.g. one long word under `min_words` but over `max_chars`).
     """
     require(frame, "caption_length", column)
-    text = pl.col(column).fill_null("").str.strip_chars()
-    words, chars = text.str.count_matches(r"\S+"), text.str.len_chars()
+    words, chars = caption_words(column), caption_chars(column)
     short, long = pl.lit(False), pl.lit(False)
     for n, lo, hi in ((words, min_words, max_words), (chars, min_chars, max_chars)):
         short = short | (n < lo) if lo is not None else short

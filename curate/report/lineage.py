@@ -36,8 +36,8 @@ ORDER: tuple[str, ...] = (
 
 
 def find(run: RunDir, ident: str) -> pl.DataFrame:
-    """Ledger rows for a uid, a url, a source video's uid (all its clips) or a unique uid
-    prefix of at least 6 characters."""
+    """Ledger rows for a uid, a url, a source video's uid (all its clips) or a prefix of at
+    least 6 characters naming one sample or one source video."""
     lf = open_ledger(run.root)
     exact = lf.filter(
         (pl.col("uid") == ident) | (pl.col("url") == ident) | (parent_expr() == ident)
@@ -45,7 +45,8 @@ def find(run: RunDir, ident: str) -> pl.DataFrame:
     if exact.height or len(ident) < 6:
         return exact
     pre = lf.filter(pl.col("uid").str.starts_with(ident)).collect()
-    return pre if pre["uid"].n_unique() == 1 else pre.head(0)
+    one = pre["uid"].n_unique() == 1 or pre.select(parent_expr().n_unique()).item() == 1
+    return pre if one else pre.head(0)
 
 
 def _one(frame: pl.DataFrame) -> dict[str, Any] | None:

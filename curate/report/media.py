@@ -35,17 +35,20 @@ def _split(name: str) -> tuple[str, str]:
 
 
 def read_members(
-    tars: Mapping[Path, Iterable[str]], want: Callable[[str], bool]
+    tars: Mapping[Path, Iterable[str]],
+    want: Callable[[str], bool],
+    head: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, bytes]]:
     """For each tar, the members of the listed keys whose suffix `want` accepts:
-    {key: {suffix: bytes}}. A missing or unreadable tar yields nothing for its keys (the
-    report shows a placeholder) rather than failing the whole report."""
+    {key: {suffix: bytes}}, only the first `head[suffix]` bytes of those suffixes. A
+    missing or unreadable tar yields nothing for its keys (the report shows a placeholder)
+    rather than failing the whole report."""
     out: dict[str, dict[str, bytes]] = {}
     for path, keys in tars.items():
         if not path.exists():
             continue
         try:
-            out.update(read_keys(path, keys, want))
+            out.update(read_keys(path, keys, want, head))
         except (OSError, tarfile.TarError):
             continue
     return out

@@ -192,7 +192,8 @@ def _funnel(ctx: _Ctx) -> str:
         go.Funnel(y=flow["step"].to_list(), x=flow["n"].to_list(), textinfo="value+percent initial")
     )
     fig.update_layout(title="samples left after each step")
-    by = V.funnel_by_stage(ctx.ledger).filter(pl.col("status") != "written")
+    table = V.funnel_by_stage(ctx.ledger)
+    by = table.filter(pl.col("status") != "written")
     bar = go.Figure()
     for status in ("failed", "dropped"):
         part = by.filter(pl.col("status") == status)
@@ -208,7 +209,7 @@ def _funnel(ctx: _Ctx) -> str:
     bar.update_layout(
         title="failed and dropped, by stage and reason", yaxis={"autorange": "reversed"}
     )
-    return ctx.chart(fig) + ctx.chart(bar) + _table(V.funnel_by_stage(ctx.ledger))
+    return ctx.chart(fig) + ctx.chart(bar) + _table(table)
 
 
 def _scores(ctx: _Ctx) -> str:
@@ -280,7 +281,8 @@ def _duplicates(ctx: _Ctx) -> str:
         cells = [
             "<figure class='kept'>"
             + ctx.img(pics.get(kept), f"{kept} {r['kept_url']}")
-            + f"<figcaption>kept ({html.escape(str(r['kept_status']))})<br>{kept[:10]}"
+            + f"<figcaption>kept ({html.escape(str(r['kept_status']))})<br>"
+            f"{html.escape(kept[:10])}"
             "</figcaption></figure>"
         ]
         for uid, method in zip(r["uids"], r["methods"], strict=True):
@@ -288,7 +290,8 @@ def _duplicates(ctx: _Ctx) -> str:
             cells.append(
                 "<figure>"
                 + ctx.img(pics.get(uid), uid)
-                + f"<figcaption>{html.escape(str(method))} {html.escape(d)}<br>{uid[:10]}"
+                + f"<figcaption>{html.escape(str(method))} {html.escape(d)}<br>"
+                f"{html.escape(uid[:10])}"
                 "</figcaption></figure>"
             )
         more = r["copies"] - len(r["uids"])
@@ -307,9 +310,7 @@ def _filters(ctx: _Ctx) -> str:
     out = []
     for cut in cut_list:
         gallery = V.filter_gallery(ctx.ledger, cut, buckets=4, per_bucket=6)
-        removed = (
-            ctx.ledger.filter(pl.col("reason").is_in(cut.reasons)).select(pl.len()).collect().item()
-        )
+        removed = ctx.ledger.filter(V.removed_by(cut)).select(pl.len()).collect().item()
         where = "" if cut.threshold is None else f", kept when {cut.keep} {cut.threshold:.4g}"
         out.append(f"<h3>{html.escape(cut.name)}: {removed} removed{html.escape(where)}</h3>")
         if gallery.height == 0:
@@ -350,7 +351,8 @@ def clip_table(run: RunDir, ledger: pl.LazyFrame) -> pl.DataFrame:
     for uid, _, _, part in clips.iter_rows():
         if part is not None:
             tars[run.raw_tar(part)].append(uid)
-    got = media.read_members(tars, lambda s: s in ("json", "flac"))
+    # a FLAC's duration is in its first 42 bytes: read no more of a clip's audio
+    got = media.read_members(tars, lambda s: s in ("json", "flac"), head={"flac": 64})
     rows = []
     for uid, status, caption, _ in clips.iter_rows():
         m = got.get(uid, {})
@@ -411,7 +413,7 @@ def _clips(ctx: _Ctx) -> str:
         text = m.get("txt", b"").decode("utf-8", "replace")
         strips.append(
             f"<div class='strip'><div class='row'>{imgs}</div>"
-            f"<p><code>{uid}</code> {html.escape(text)}</p></div>"
+            f"<p><code>{html.escape(uid)}</code> {html.escape(text)}</p></div>"
         )
     return (
         "<div class='grid2'>"
@@ -488,7 +490,7 @@ def _labels(ctx: _Ctx) -> str:
             cells.append(
                 "<figure>"
                 + ctx.img(media.thumbnail(pic, 160, boxes=boxes), key)
-                + f"<figcaption>{len(boxes)} regions ({reg.get('method')}), "
+                + f"<figcaption>{len(boxes)} regions ({html.escape(str(reg.get('method')))}), "
                 f"{len(masked)} masked (red)</figcaption></figure>"
             )
         text = []
@@ -506,12 +508,15 @@ def _labels(ctx: _Ctx) -> str:
                 )
                 text.append(f"<p><b>{name} negatives</b></p><ul>{items}</ul>")
         if "fom.json" in m:
-            text.append(f"<p><b>frame order</b> {json.loads(m['fom.json'])['order']}</p>")
+            order = html.escape(str(json.loads(m["fom.json"]).get("order")))
+            text.append(f"<p><b>frame order</b> {order}</p>")
         if "audiomask.json" in m:
-            text.append(f"<p><b>audio mask</b> {json.loads(m['audiomask.json'])['spans']}</p>")
+            spans = html.escape(str(json.loads(m["audiomask.json"]).get("spans")))
+            text.append(f"<p><b>audio mask</b> {spans}</p>")
         caption = m.get("txt", b"").decode("utf-8", "replace")
         out.append(
-            f"<div class='label'><h4><code>{key}</code> {html.escape(caption[:120])}</h4>"
+            f"<div class='label'><h4><code>{html.escape(key)}</code> "
+            f"{html.escape(caption[:120])}</h4>"
             f"<div class='row'>{''.join(cells)}<div class='labeltext'>{''.join(text)}</div>"
             "</div></div>"
         )
@@ -549,10 +554,9 @@ def _training(ctx: _Ctx) -> str:
     loader = m.get("loader") or {}
     verdict = "passed" if m.get("passed") else f"FAILED {m.get('failures')} {m.get('leaks')}"
     return (
-        f"<p>{verdict}; loader {loader.get('samples_per_s')} samples/s, plain webdataset "
-        f"{loader.get('plain_webdataset_samples_per_s')} (ratio {loader.get('ratio')})</p>"
-        + _table(pl.DataFrame(rows))
-        + ctx.chart(fig)
+        f"<p>{html.escape(verdict)}; loader {_num(loader.get('samples_per_s'))} samples/s, "
+        f"plain webdataset {_num(loader.get('plain_webdataset_samples_per_s'))} "
+        f"(ratio {_num(loader.get('ratio'))})</p>" + _table(pl.DataFrame(rows)) + ctx.chart(fig)
     )
 
 

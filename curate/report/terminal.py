@@ -56,8 +56,9 @@ def inspect_run(out: str, width: int | None = None) -> None:
 
     timings = read_timings(run)
     per: dict[str, list[float]] = defaultdict(list)
-    for (stage, _), rec in timings.items():
-        per[stage].append(float(rec["seconds"]))
+    for (stage, key), rec in timings.items():
+        if run.marker(stage, key).exists():  # a task a later plan dropped no longer counts
+            per[stage].append(float(rec["seconds"]))
     stages = Table(title="stages", title_justify="left")
     for col in ("stage", "tasks", "task seconds (sum)", "slowest task s"):
         stages.add_column(col, justify="left" if col == "stage" else "right")
@@ -121,11 +122,15 @@ def inspect_run(out: str, width: int | None = None) -> None:
 
 
 def _fmt(v: Any) -> str:
+    """A value from the run, as literal text: captions may hold [brackets] rich would read
+    as markup."""
+    from rich.markup import escape
+
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict | list):
-        return json.dumps(v, default=str)
-    return str(v)
+        return escape(json.dumps(v, default=str))
+    return escape(str(v))
 
 
 def print_lineage(info: dict[str, Any], width: int | None = None) -> None:
@@ -136,11 +141,11 @@ def print_lineage(info: dict[str, Any], width: int | None = None) -> None:
     colour = {"written": "green", "dropped": "yellow", "failed": "red"}.get(info["status"], "")
     verdict = info["status"] + (f": {info['reason']}" if info.get("reason") else "")
     tree = Tree(
-        f"[bold]{info['uid']}[/bold]  [{colour}]{verdict}[/{colour}]"
-        f"  (decided by {info.get('decided_by')})"
+        f"[bold]{_fmt(info['uid'])}[/bold]  [{colour}]{_fmt(verdict)}[/{colour}]"
+        f"  (decided by {_fmt(info.get('decided_by'))})"
     )
     if info.get("detail"):
-        tree.add(f"detail: {info['detail']}")
+        tree.add(f"detail: {_fmt(info['detail'])}")
 
     def branch(title: str, data: dict[str, Any] | None) -> None:
         if not data:
@@ -159,11 +164,11 @@ def print_lineage(info: dict[str, Any], width: int | None = None) -> None:
     kept = dedup.pop("kept_copy", None)
     if dedup.get("method"):
         node = tree.add("[bold]dedup[/bold]")
-        node.add(f"dropped as a {dedup['method']} copy of {dedup['dup_of']}")
+        node.add(f"dropped as a {_fmt(dedup['method'])} copy of {_fmt(dedup['dup_of'])}")
         if kept:
             node.add(
-                f"kept copy: {kept['uid']} {kept['url']} ({kept['status']}, "
-                f"{kept.get('shard')} {kept.get('key')})"
+                f"kept copy: {_fmt(kept['uid'])} {_fmt(kept['url'])} ({_fmt(kept['status'])}, "
+                f"{_fmt(kept.get('shard'))} {_fmt(kept.get('key'))})"
             )
     branch("filter", info.get("filter"))
     branch("placement", info.get("placement"))
@@ -171,6 +176,6 @@ def print_lineage(info: dict[str, Any], width: int | None = None) -> None:
     stages = tree.add("[bold]stages[/bold] (task, seconds, summary)")
     for s in info.get("stages") or []:
         secs = "-" if s.get("seconds") is None else f"{s['seconds']:.2f}s"
-        summary = _fmt(s["summary"]) if s.get("summary") else ""
-        stages.add(f"{s['stage']}: {s['task']} {secs} {summary[:160]}")
+        summary = _fmt(json.dumps(s["summary"], default=str)[:160]) if s.get("summary") else ""
+        stages.add(f"{_fmt(s['stage'])}: {_fmt(s['task'])} {secs} {summary}")
     con.print(tree)

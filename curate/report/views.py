@@ -9,11 +9,14 @@ few-kilobyte page section and a few seconds of polars.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from curate.filters.rules import aspect_of, caption_chars, caption_words, short_side
 from curate.tables import parent_expr
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "funnel_by_stage",
     "histogram",
     "pick",
+    "removed_by",
     "sizes",
     "stage_flow",
 ]
@@ -81,17 +85,24 @@ def histogram(
     values: pl.Series, bins: int = 40, lo: float | None = None, hi: float | None = None
 ) -> pl.DataFrame:
     """Counts of finite values in `bins` equal bins over [lo, hi] (their range by default):
-    columns `left`, `right`, `n`. Empty input gives an empty frame."""
-    v = (
-        values.cast(pl.Float64)
-        .drop_nulls()
-        .filter(values.cast(pl.Float64).drop_nulls().is_finite())
-    )
+    columns `left`, `right`, `n`. Integer values get bins of a whole number of units, each
+    starting on an integer (fractional bins would hold alternately more and fewer integers);
+    a single value gets one unit-wide bin. Empty input gives an empty frame."""
+    integer = values.dtype.is_integer()
+    v = values.cast(pl.Float64).drop_nulls()
+    v = v.filter(v.is_finite())
     if v.len() == 0:
         return pl.DataFrame(schema={"left": pl.Float64, "right": pl.Float64, "n": pl.UInt32})
     lo = float(v.min()) if lo is None else lo  # type: ignore[arg-type]
     hi = float(v.max()) if hi is None else hi  # type: ignore[arg-type]
-    width = (hi - lo) / bins if hi > lo else 1.0
+    if integer:
+        lo, hi = math.floor(lo), math.floor(hi) + 1  # [lo, hi): every integer in its own unit
+        width = float(max(1, math.ceil((hi - lo) / bins)))
+        bins = max(1, math.ceil((hi - lo) / width))
+    elif hi > lo:
+        width = (hi - lo) / bins
+    else:
+        lo, width, bins = lo - 0.5, 1.0, 1
     idx = ((v - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
     counts = idx.value_counts().rename({idx.name: "i", "count": "n"})
     full = pl.DataFrame({"i": range(bins)}, schema={"i": pl.Int64})
@@ -104,8 +115,8 @@ def histogram(
 
 
 def sizes(ledger: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Source width, height, megapixels and aspect (long side / short side) of every
-    fetched sample with known dimensions, with its status."""
+    """Source width, height, megapixels and aspect (long side / short side, as the aspect
+    rule reads it) of every fetched sample with known dimensions, with its status."""
     return (
         _lazy(ledger)
         .filter(pl.col("original_width") > 0, pl.col("original_height") > 0)
@@ -114,27 +125,19 @@ def sizes(ledger: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             width="original_width",
             height="original_height",
             megapixels=pl.col("original_width").cast(pl.Float64) * pl.col("original_height") / 1e6,
-            aspect=pl.max_horizontal("original_width", "original_height").cast(pl.Float64)
-            / pl.min_horizontal("original_width", "original_height"),
+            aspect=aspect_of(),
         )
         .collect()
     )
 
 
 def caption_lengths(ledger: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Characters and words of each fetched sample's caption, with its status."""
+    """Characters and words of each fetched sample's caption, counted as the caption rule
+    counts them (stripped; whitespace-separated tokens), with its status."""
     return (
         _lazy(ledger)
         .filter(~((pl.col("status") == "failed") & (pl.col("stage") == "fetch")))
-        .select(
-            "status",
-            chars=pl.col("caption").fill_null("").str.len_chars(),
-            words=pl.col("caption")
-            .fill_null("")
-            .str.split(" ")
-            .list.eval(pl.element().filter(pl.element() != ""))
-            .list.len(),
-        )
+        .select("status", chars=caption_chars(), words=caption_words())
         .collect()
     )
 
@@ -148,8 +151,7 @@ def pick(uids: pl.Series, n: int, salt: str = "") -> list[str]:
     def key(u: str) -> bytes:
         return hashlib.blake2b(f"{salt}:{u}".encode(), digest_size=8).digest()
 
-    ranked = sorted(uids.drop_nulls().unique().to_list(), key=key)
-    return ranked[:n]
+    return heapq.nsmallest(n, uids.drop_nulls().unique().to_list(), key=key)
 
 
 def duplicate_clusters(
@@ -199,20 +201,9 @@ def cuts(config: dict[str, Any], ledger: pl.DataFrame | pl.LazyFrame) -> list[Cu
     """The filter rules a run's config switched on, each as a Cut; `clip_top_fraction`'s
     threshold is the lowest kept score (the cut it made)."""
     f = config.get("filters") or {}
-    clip = pl.col(clip_score_column(config)).cast(pl.Float64)
-    words = (
-        pl.col("caption")
-        .fill_null("")
-        .str.split(" ")
-        .list.eval(pl.element().filter(pl.element() != ""))
-        .list.len()
-        .cast(pl.Float64)
-    )
-    chars = pl.col("caption").fill_null("").str.len_chars().cast(pl.Float64)
-    side = pl.min_horizontal("original_width", "original_height").cast(pl.Float64)
-    aspect = pl.max_horizontal("original_width", "original_height").cast(
-        pl.Float64
-    ) / pl.min_horizontal("original_width", "original_height")
+    clip = pl.col(clip_score_column(config)).cast(pl.Float64).fill_nan(None)
+    words, chars = caption_words().cast(pl.Float64), caption_chars().cast(pl.Float64)
+    side, aspect = short_side(), aspect_of()
     out: list[Cut] = []
     if f.get("clip_min_score") is not None:
         out.append(
@@ -274,6 +265,25 @@ def cuts(config: dict[str, Any], ledger: pl.DataFrame | pl.LazyFrame) -> list[Cu
     return out
 
 
+def removed_by(cut: Cut) -> pl.Expr:
+    """True for the samples this rule removed: the filter stage dropped them with one of
+    its reasons among all they broke (the ledger's `detail`, not only the first `reason`),
+    and, where two rules share a reason (min and max words, say), on this rule's wrong side."""
+    broke = (
+        pl.col("detail")
+        .fill_null("")
+        .str.split(",")
+        .list.eval(pl.element().is_in(list(cut.reasons)))
+        .list.any()
+    )
+    mine = (pl.col("stage") == "filter") & (pl.col("status") == "dropped") & broke
+    if cut.threshold is None:
+        return mine
+    score = cut.score
+    wrong = score < cut.threshold if cut.keep == "above" else score > cut.threshold
+    return mine & (wrong.fill_null(True))
+
+
 def filter_gallery(
     ledger: pl.DataFrame | pl.LazyFrame, cut: Cut, buckets: int = 4, per_bucket: int = 6
 ) -> pl.DataFrame:
@@ -282,7 +292,7 @@ def filter_gallery(
     url, caption, score, side ("removed" / "kept") and bucket (a label of its score range)."""
     lf = _lazy(ledger).with_columns(score=cut.score)
     cols = ["uid", "url", "caption", "score", "status", "reason"]
-    removed = lf.filter(pl.col("reason").is_in(cut.reasons)).select(cols).collect()
+    removed = lf.filter(removed_by(cut)).select(cols).collect()
     near = pl.DataFrame(schema={**removed.schema, "bucket": pl.String})
     if cut.threshold is not None:
         t = cut.threshold

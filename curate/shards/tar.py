@@ -207,14 +207,21 @@ def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]
 
 
 def read_keys(
-    path: str | Path, keys: Iterable[str], want: Callable[[str], bool] = lambda _: True
+    path: str | Path,
+    keys: Iterable[str],
+    want: Callable[[str], bool] = lambda _: True,
+    head: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, bytes]]:
-    """{key: {ext: bytes}} of the listed keys' members whose extension `want` accepts, read
-    without the rest: headers are walked seeking over other members' data, and the walk
-    stops once every listed key has been passed (a key's members are contiguous). Archives
-    that are not plain USTAR go through tarfile."""
+    """{key: {ext: bytes}} of the listed keys' members whose extension `want` accepts (only
+    the first `head[ext]` bytes of those extensions), read without the rest: headers are
+    walked seeking over other members' data, and the walk stops once every listed key has
+    been passed, which assumes a key's members are contiguous (as every curate tar writes
+    them). Archives that are not plain USTAR go through tarfile; a member cut short raises
+    tarfile.ReadError."""
     p = Path(path)
-    remaining = set(keys)
+    listed = set(keys)
+    remaining = set(listed)
+    limits = head or {}
     out: dict[str, dict[str, bytes]] = {}
     if not remaining:
         return out
@@ -233,8 +240,11 @@ def read_keys(
                 remaining.discard(current)
             current = key
             if key in remaining and ext and want(ext):
-                data = f.read(size)
-                f.seek(-size % _BLOCK, 1)
+                n = min(size, limits.get(ext, size))
+                data = f.read(n)
+                if len(data) != n:
+                    raise tarfile.ReadError(f"{p.name}: unexpected end of data in {name}")
+                f.seek(size - n + -size % _BLOCK, 1)
                 out.setdefault(key, {})[ext] = data
             else:
                 if key in remaining:
@@ -242,9 +252,8 @@ def read_keys(
                 f.seek(size + -size % _BLOCK, 1)
         else:
             return out
-    wanted = set(keys)
     return {
-        key: {ext: data for ext, data in group.items() if want(ext)}
+        key: {ext: data[: limits.get(ext, len(data))] for ext, data in group.items() if want(ext)}
         for key, group in _group(_read_tarfile(p))
-        if key in wanted
+        if key in listed
     }

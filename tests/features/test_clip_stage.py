@@ -4,6 +4,7 @@ plain open_clip, the filter on them, `curate calibrate`, and the Python API."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import polars as pl
 import pytest
 from conftest import pipeline_yaml
 from PIL import Image
-from test_notebooks import NOTEBOOKS, run_notebook
+from test_notebooks import NOTEBOOKS, execute
 
 import curate
 from curate.features.clip import encode_texts
@@ -107,15 +108,23 @@ def test_calibrate_prints_thresholds_that_keep_the_fractions(scored: RunResult) 
 
 
 def test_audit_notebook_shows_what_the_clip_filter_kept_and_dropped(scored: RunResult) -> None:
-    (audit,) = [p for p in NOTEBOOKS if p.name == "audit_funnel.ipynb"]
-    ns = run_notebook(audit, scored.output)
-    summary = ns["clip_summary"]
-    assert isinstance(summary, pl.DataFrame)
-    rows = {r["outcome"]: r for r in summary.iter_rows(named=True)}
-    assert rows["written"]["min"] >= 0.5 > rows["clip_score_low"]["max"]
-    assert rows["clip_score_low"]["n"] == scored.funnel["dropped"]["clip_score_low"]
-    lowest = ns["display_lowest"]
-    assert isinstance(lowest, pl.DataFrame) and lowest["clip_score"].is_sorted()
+    from curate.report import views
+
+    nb = execute(NOTEBOOKS / "audit_image_text.ipynb", scored.output)
+    (cell,) = [
+        c for c in nb.cells if c.cell_type == "code" and "views.clip_score_column" in c.source
+    ]
+    table = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+    low = scored.funnel["dropped"]["clip_score_low"]
+    assert re.search(rf"dropped\s+┆\s+clip_score_low\s+┆\s+{low}\s", table), table
+    # the gallery the notebook and report draw: removed under the cut, kept at or above it
+    ledger = curate.open_ledger(scored.output).collect()
+    config = json.loads((scored.output / "run.json").read_text())["config"]
+    (cut,) = views.cuts(config, ledger)
+    gallery = views.filter_gallery(ledger, cut)
+    removed = gallery.filter(pl.col("side") == "removed")
+    assert removed.height > 0 and (removed["score"] < 0.5).all()
+    assert (gallery.filter(pl.col("side") == "kept")["score"] >= 0.5).all()
 
 
 def test_python_api_and_bf16_agree_with_fp32(web: SyntheticWeb, tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def test_a_fetch_failure_found_by_url_and_the_clips_of_a_video(demo_runs: Path) 
         clips.filter(pl.col("uid").str.starts_with(parent + "_"))["uid"]
     )
     assert all(i["sample_json"]["parent"] == parent for i in found)
+    assert len(why(videos, parent[:8])) == len(found)  # a prefix of the video's uid too
     missing = curate_cli("why", str(run), "no-such-sample")
     assert missing.returncode == 2 and "no sample of" in missing.stderr
     for cmd in ("why", "inspect", "report"):  # not a run: one line naming it, no traceback

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,7 +131,9 @@ def test_reader_fast_path_and_tarfile_agree(tmp_path: Path) -> None:
         list(iter_tar_samples(broken))
 
 
-def test_read_keys_reads_only_the_listed_keys_and_stops_after_them(tmp_path: Path) -> None:
+def test_read_keys_reads_only_the_listed_keys_and_stops_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "t.tar"
     with TarShardWriter(path) as w:
         for k in ("a", "b", "c"):
@@ -141,10 +144,39 @@ def test_read_keys_reads_only_the_listed_keys_and_stops_after_them(tmp_path: Pat
         "c": {"txt": b"caption c"},
     }
     assert read_keys(path, []) == {} and read_keys(path, ["zz"]) == {}
-    # the walk stops after the last listed key: a tail cut off after "a" is never read
+    # the walk stops at the first header past the last listed key: nothing later is read
+    seen: list[int] = []
+    real_open = Path.open
+
+    class Spy:
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def __enter__(self) -> Spy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def read(self, n: int = -1) -> bytes:
+            data = self.f.read(n)
+            seen.append(self.f.tell())
+            return bytes(data)
+
+        def seek(self, *args: int) -> int:
+            return int(self.f.seek(*args))
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "open", lambda self, *a, **k: Spy(real_open(self, *a, **k)))
+        assert read_keys(path, iter(["a"])) == {"a": {"jpg": b"aaa", "txt": b"caption a"}}
+    assert max(seen) == 5 * 512  # a's two members (4 blocks), then b's first header
+    # a listed member cut short is an error, not short bytes
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(path.read_bytes()[: 4 * 512 + 1000])
-    assert read_keys(cut, ["a"]) == {"a": {"jpg": b"aaa", "txt": b"caption a"}}
+    cut.write_bytes(path.read_bytes()[: 9 * 512 + 1])  # 1 of c.jpg's 3 bytes
+    with pytest.raises(tarfile.ReadError, match=r"unexpected end of data in c\.jpg"):
+        read_keys(cut, ["c"])
+    # head: only the first bytes of the named extensions
+    assert read_keys(path, ["b"], head={"txt": 4}) == {"b": {"jpg": b"bbb", "txt": b"capt"}}
     # an archive tarfile wrote (GNU/pax headers are not plain USTAR) goes through tarfile
     other = tmp_path / "gnu.tar"
     with tarfile.open(other, "w", format=tarfile.PAX_FORMAT) as tar:
