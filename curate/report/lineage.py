@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import polars as pl
 from curate.engine.stage import read_marker, read_timings
 from curate.report import media
 from curate.rundir import RunDir
-from curate.tables import open_ledger, parent_expr
+from curate.tables import open_ledger, parent_expr, parent_uid
 
 __all__ = ["find", "lineage"]
 
@@ -126,26 +127,25 @@ def _stages(run: RunDir, row: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _row(path: Path, uid: str, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The row of `uid` in one parquet table (predicate pushed down: a video's many clips
+    each read one row, not the table), or None when the table or row is absent."""
+    if not path.exists():
+        return None
+    lf = pl.scan_parquet(path).filter(pl.col("uid") == uid)
+    keep = [c for c in lf.collect_schema().names() if c not in drop]
+    return _one(lf.select(keep).collect())
+
+
 def lineage(run: RunDir, row: dict[str, Any]) -> dict[str, Any]:
     """Everything recorded about one ledger row, as plain JSON-able data."""
     uid, part = row["uid"], row.get("partition")
-    parent = uid.split("_", 1)[0] if "_" in uid else uid
-    source = None
-    if part is not None and run.ingest(part).exists():
-        ing = pl.read_parquet(
-            run.ingest(part), columns=["uid", "source", "url", "path", "caption", "extra"]
-        )
-        source = _one(ing.filter(pl.col("uid") == parent))
-    raw = None
-    if part is not None and run.raw_table(part).exists():
-        raw = _one(pl.read_parquet(run.raw_table(part)).filter(pl.col("uid") == uid))
-    features = None
-    if part is not None and run.features(part).exists():
-        f = pl.read_parquet(run.features(part)).filter(pl.col("uid") == uid).drop("thumb")
-        features = _one(f)
-    filt = None
-    if run.decision("filter").exists():
-        filt = _one(pl.read_parquet(run.decision("filter")).filter(pl.col("uid") == uid))
+    source = raw = features = None
+    if part is not None:
+        source = _row(run.ingest(part), parent_uid(uid), drop=("image",))
+        raw = _row(run.raw_table(part), uid)
+        features = _row(run.features(part), uid, drop=("thumb",))
+    filt = _row(run.decision("filter"), uid)
     kept = None
     if row.get("dup_of"):
         kept = _one(
