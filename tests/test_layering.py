@@ -104,13 +104,16 @@ def test_engine_imports_no_stage() -> None:
         ("curate.train", (*(p for p in STAGE_PACKAGES if p != "curate.labels"), "curate.engine")),
         # audits read the run directory (tables, markers, shards), never run a stage
         (
-            "curate.report",  # curate.shards.tar is the tar format it reads; not the stage
+            # the report reads the tar format and counts as the filter rules do; no stage
+            "curate.report",
             (
                 *(
                     p
                     for p in STAGE_PACKAGES
-                    if p not in ("curate.ledger", "curate.labels", "curate.shards")
+                    if p
+                    not in ("curate.ledger", "curate.labels", "curate.shards", "curate.filters")
                 ),
+                "curate.filters.stage",
                 "curate.shards.stage",
                 "curate.shards.final",
                 "curate.engine.runner",
