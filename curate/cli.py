@@ -13,21 +13,13 @@ __all__ = ["format_funnel", "main"]
 
 
 def format_funnel(funnel: dict[str, Any]) -> str:
-    lines = [
-        f"  inputs   {funnel['inputs']:>8}",
-        f"  fetched  {funnel['fetched']:>8}",
-    ]
-    for status in ("failed", "dropped"):
-        by_reason = funnel.get(status) or {}
-        total = sum(by_reason.values())
-        lines.append(f"  {status:<8} {total:>8}")
-        for reason, n in by_reason.items():
-            lines.append(f"    {reason:<22} {n:>6}")
-            if status == "dropped" and reason == "duplicate":
-                methods = funnel.get("duplicates") or {}
-                lines += [f"      {m:<20} {k:>6}" for m, k in methods.items()]
-    lines.append(f"  written  {funnel['written']:>8}")
-    return "\n".join(lines)
+    from curate.ledger import funnel_rows
+
+    width = {0: (8, 8), 1: (22, 6), 2: (20, 6)}
+    return "\n".join(
+        f"{'  ' * (depth + 1)}{label:<{width[depth][0]}} {n:>{width[depth][1]}}"
+        for depth, label, n in funnel_rows(funnel)
+    )
 
 
 def _print_result(out: Path, funnel: dict[str, Any], seconds: float) -> None:

@@ -29,7 +29,7 @@ from curate.tables import (
     write_table,
 )
 
-__all__ = ["LEDGER", "funnel", "untraceable", "write_card", "write_ledger"]
+__all__ = ["LEDGER", "funnel", "funnel_rows", "untraceable", "write_card", "write_ledger"]
 
 
 def _or_empty(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -198,3 +198,19 @@ def _plan(p: Plan) -> list[Task]:
 
 
 LEDGER = Stage("ledger", _plan)
+
+
+def funnel_rows(f: dict[str, Any]) -> list[tuple[int, str, int]]:
+    """The funnel as (depth, label, count) rows in reading order: inputs, fetched, failed
+    and dropped with their reasons (duplicates with their methods), written. One order for
+    every place that prints it (the run's summary, `curate inspect`)."""
+    rows = [(0, "inputs", int(f["inputs"])), (0, "fetched", int(f["fetched"]))]
+    for status in ("failed", "dropped"):
+        by = f.get(status) or {}
+        rows.append((0, status, sum(by.values())))
+        for reason, n in by.items():
+            rows.append((1, reason, n))
+            if status == "dropped" and reason == "duplicate":
+                rows += [(2, m, k) for m, k in (f.get("duplicates") or {}).items()]
+    rows.append((0, "written", int(f["written"])))
+    return rows

@@ -11,7 +11,7 @@ import polars as pl
 
 from curate.engine.stage import read_timings
 from curate.io.atomic import read_json
-from curate.ledger import funnel
+from curate.ledger import funnel, funnel_rows
 from curate.report import views as V
 from curate.rundir import RunDir
 from curate.tables import open_ledger
@@ -23,19 +23,6 @@ def _console(width: int | None = None) -> Any:
     from rich.console import Console
 
     return Console(width=width, highlight=False)
-
-
-def _funnel_lines(f: dict[str, Any]) -> list[tuple[str, int, str]]:
-    rows: list[tuple[str, int, str]] = [("inputs", f["inputs"], ""), ("fetched", f["fetched"], "")]
-    for status in ("failed", "dropped"):
-        by = f.get(status) or {}
-        rows.append((status, sum(by.values()), ""))
-        for reason, n in by.items():
-            rows.append((f"  {reason}", n, status))
-            if status == "dropped" and reason == "duplicate":
-                rows += [(f"    {m}", k, status) for m, k in (f.get("duplicates") or {}).items()]
-    rows.append(("written", f["written"], "written"))
-    return rows
 
 
 def inspect_run(out: str, width: int | None = None) -> None:
@@ -50,8 +37,10 @@ def inspect_run(out: str, width: int | None = None) -> None:
     t = Table(title=f"funnel: {run.root}", title_justify="left")
     t.add_column("step")
     t.add_column("samples", justify="right")
-    for name, n, status in _funnel_lines(f):
-        t.add_row(name, str(n), style=style.get(status, ""))
+    status = ""
+    for depth, label, n in funnel_rows(f):
+        status = label if depth == 0 else status  # a reason takes its status's colour
+        t.add_row("  " * depth + label, str(n), style=style.get(status, ""))
     con.print(t)
 
     timings = read_timings(run)
