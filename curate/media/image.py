@@ -27,6 +27,7 @@ __all__ = [
     "ProcessedImage",
     "decode_image",
     "encode_image",
+    "is_picture",
     "pictures",
     "process_image",
     "resize_image",
@@ -34,6 +35,11 @@ __all__ = [
 
 IMAGE_EXTS = ("jpg", "png", "webp")  # a stored image's member
 _FRAME = re.compile(r"f\d{2}\.jpg")  # a clip's sampled frames: f00.jpg, f01.jpg, ...
+
+
+def is_picture(ext: str) -> bool:
+    """Whether a member's extension names a picture `pictures` returns (image or frame)."""
+    return ext in IMAGE_EXTS or _FRAME.fullmatch(ext) is not None
 
 
 def pictures(members: dict[str, bytes]) -> list[bytes]:

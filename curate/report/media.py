@@ -16,22 +16,17 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from curate.media.image import pictures
 from curate.shards.tar import read_keys
 
 __all__ = [
     "data_uri",
     "flac_seconds",
+    "picture",
     "read_members",
+    "sample_meta",
     "thumbnail",
 ]
-
-IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
-
-
-def _split(name: str) -> tuple[str, str]:
-    """ "KEY.f00.jpg" -> ("KEY", "f00.jpg"): keys hold no dot."""
-    key, _, suffix = name.partition(".")
-    return key, suffix
 
 
 def read_members(
@@ -104,19 +99,10 @@ def data_uri(jpeg: bytes | None) -> str:
 
 
 def picture(members: Mapping[str, bytes]) -> bytes | None:
-    """A sample's image, or its middle sampled frame for a clip."""
-    for ext in IMAGE_SUFFIXES:
-        if ext in members:
-            return members[ext]
-    frames = sorted(s for s in members if s.startswith("f") and s.endswith(".jpg"))
-    return members[frames[len(frames) // 2]] if frames else None
-
-
-def frames(members: Mapping[str, bytes]) -> list[bytes]:
-    """A clip's sampled frames in time order."""
-    return [
-        members[s] for s in sorted(s for s in members if s.startswith("f") and s.endswith(".jpg"))
-    ]
+    """A sample's image, or its middle sampled frame for a clip (`curate.media.image.pictures`
+    decides which members are pictures, as features, labels and validate do)."""
+    found = pictures(dict(members))
+    return found[len(found) // 2] if found else None
 
 
 def sample_meta(members: Mapping[str, bytes]) -> dict[str, Any]:

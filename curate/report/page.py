@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from curate.io.atomic import read_json, write_bytes
+from curate.media.image import is_picture, pictures
 from curate.report import media
 from curate.report import views as V
 from curate.rundir import RunDir
@@ -94,9 +95,7 @@ class _Ctx:
     def pictures(self, uids: Iterable[str]) -> dict[str, bytes | None]:
         """One picture per uid (a clip's middle frame), thumbnailed."""
         uids = list(uids)
-        found = media.read_members(
-            self.tars(uids), lambda s: s in media.IMAGE_SUFFIXES or s.endswith(".jpg")
-        )
+        found = media.read_members(self.tars(uids), is_picture)
         out: dict[str, bytes | None] = {}
         for u in uids:
             pic = media.picture(found.get(u, {}))
@@ -405,11 +404,11 @@ def _clips(ctx: _Ctx) -> str:
         }
     )
     strip_uids = V.pick(df.filter(pl.col("status") == "written")["uid"], 10, salt="strips")
-    frames = media.read_members(ctx.tars(strip_uids), lambda s: s.endswith(".jpg") or s == "txt")
+    frames = media.read_members(ctx.tars(strip_uids), lambda s: is_picture(s) or s == "txt")
     strips = []
     for uid in strip_uids:
         m = frames.get(uid, {})
-        imgs = "".join(ctx.img(media.thumbnail(f, 96), uid, "frame") for f in media.frames(m))
+        imgs = "".join(ctx.img(media.thumbnail(f, 96), uid, "frame") for f in pictures(m))
         text = m.get("txt", b"").decode("utf-8", "replace")
         strips.append(
             f"<div class='strip'><div class='row'>{imgs}</div>"
