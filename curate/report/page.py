@@ -236,14 +236,14 @@ def _shapes(ctx: _Ctx) -> str:
 
 
 def _hamming(a: int, b: int) -> int:
-    return int(bin(int(a) ^ int(b)).count("1"))
+    return (int(a) ^ int(b)).bit_count()
 
 
 def _distances(ctx: _Ctx, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """pHash bits between each copy and its kept sample (for clips, the median over the
     copy's frames of the nearest frame of the other), from the features tables."""
     uids = list({u for p in pairs for u in p})
-    files = sorted((ctx.run.root / "features").glob("[0-9]*[0-9].parquet"))
+    files = [f for f in map(ctx.run.features, ctx.run.partitions()) if f.exists()]
     if not files or not uids:
         return {}
     feats = (
@@ -591,24 +591,27 @@ grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:8px}
 """
 
 
+def _context(out: str | Path) -> _Ctx:
+    run = RunDir(Path(out))
+    info = read_json(run.run_json) if run.run_json.exists() else {}
+    return _Ctx(run, info, open_ledger(run.root))
+
+
 def section(out: str | Path, name: str) -> str:
     """One section's HTML (e.g. "duplicates", "filters", "labels"), for a notebook's
     `IPython.display.HTML`; the page's plotly.js is not included, so charts need a notebook
     front end that has it (plotly figures of the views show everywhere)."""
-    run = RunDir(Path(out))
-    info = read_json(run.run_json) if run.run_json.exists() else {}
     fns = {anchor: fn for anchor, _, fn in SECTIONS}
     if name not in fns:
         raise ValueError(f"{name!r}: not a report section; one of {sorted(fns)}")
-    return fns[name](_Ctx(run, info, open_ledger(run.root)))
+    return fns[name](_context(out))
 
 
 def build_report(out: str | Path, path: str | Path | None = None) -> Report:
     """Write the run's report (OUT/report.html unless `path`) and say what it holds."""
     t0 = time.perf_counter()
-    run = RunDir(Path(out))
-    info = read_json(run.run_json) if run.run_json.exists() else {}
-    ctx = _Ctx(run, info, open_ledger(run.root))
+    ctx = _context(out)
+    run, info = ctx.run, ctx.info
     clips = _is_clips(ctx)
     body, nav, names = [], [], []
     for anchor, title, fn in SECTIONS:
