@@ -1,4 +1,4 @@
-"""`curate run | demo | inspect | validate | train | schema` — thin wrappers over the Python API."""
+"""The `curate` commands (run, demo, validate, cat, train...): thin wrappers over the API."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from curate.io.store import AnyPath
 
 __all__ = ["format_funnel", "main"]
 
@@ -22,7 +25,7 @@ def format_funnel(funnel: dict[str, Any]) -> str:
     )
 
 
-def _print_result(out: Path, funnel: dict[str, Any], seconds: float) -> None:
+def _print_result(out: AnyPath, funnel: dict[str, Any], seconds: float) -> None:
     from curate.rundir import RunDir
 
     run = RunDir(out)
@@ -182,15 +185,47 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """--storage-options JSON ({"s3": {"endpoint_url": ...}}), or {} (credentials and
+    endpoints then come from the environment, e.g. AWS_ENDPOINT_URL)."""
+    import json
+
+    from curate.errors import CurateError
+
+    if not args.storage_options:
+        return {}
+    try:
+        found = json.loads(args.storage_options)
+    except ValueError as err:
+        raise CurateError(f"--storage-options: not JSON ({err})") from None
+    if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+        raise CurateError('--storage-options: expected {"PROTOCOL": {OPTION: VALUE}}')
+    return found
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from curate.io.store import location
     from curate.shards.validate import validate_shards
 
-    problems = validate_shards(Path(args.shards))
+    problems = validate_shards(location(args.shards, _options(args)))
     for p in problems:
         print(f"FAIL {p}")
     if not problems:
         print(f"ok: {args.shards}")
     return 1 if problems else 0
+
+
+def _cmd_cat(args: argparse.Namespace) -> int:
+    """Stream objects to stdout, for webdataset's `pipe:` URLs on any fsspec store."""
+    from curate.io.store import location
+
+    out = sys.stdout.buffer
+    for url in args.urls:
+        with location(url, _options(args)).open("rb") as f:
+            while block := f.read(1 << 20):
+                out.write(block)
+    out.flush()
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -316,8 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=_cmd_calibrate)
 
     v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")
-    v.add_argument("shards", help="the shards/ folder of a run")
+    v.add_argument("shards", help="the shards/ folder of a run (a path or a URL: s3://...)")
+    v.add_argument("--storage-options", help='fsspec options as JSON: {"s3": {...}}')
     v.set_defaults(fn=_cmd_validate)
+
+    ct = sub.add_parser(
+        "cat",
+        help="write objects (s3://, gs://, ...) to stdout, e.g. for "
+        "WebDataset('pipe:curate cat s3://bucket/run/shards/00000.tar')",
+    )
+    ct.add_argument("urls", nargs="+")
+    ct.add_argument("--storage-options", help='fsspec options as JSON: {"s3": {...}}')
+    ct.set_defaults(fn=_cmd_cat)
 
     t = sub.add_parser("train", help="train the reference model on a labelled corpus")
     t.add_argument("run_dir", help="a finished run directory whose corpus carries labels")

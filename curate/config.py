@@ -405,6 +405,13 @@ class PipelineConfig(_Model):
     labels: LabelsConfig | None = Field(
         default=None, description="Pretraining-task labels as sample members; null: none."
     )
+    storage_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="fsspec options per URL protocol, for sources, eval sets and the run "
+        "directory given as URLs, e.g. {s3: {endpoint_url: ..., anon: false}}. Keep secrets "
+        "in the environment (AWS_ACCESS_KEY_ID...): run.json records these options with "
+        "key, secret, token and password values masked.",
+    )
 
     @model_validator(mode="after")
     def _needs_clip(self) -> PipelineConfig:
@@ -470,12 +477,17 @@ def load_config(path: str | Path) -> PipelineConfig:
     return resolve_paths(cfg, p.parent)
 
 
+def _relative(path: str) -> bool:
+    """A local path not yet anchored (URLs such as s3://b/k are left as written)."""
+    return "://" not in path and not Path(path).is_absolute()
+
+
 def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
     """Make source paths absolute relative to `base` so runs do not depend on the cwd."""
     sources = []
     for s in cfg.sources:
         sp = Path(s.path)
-        if not sp.is_absolute():
+        if _relative(s.path):
             s = s.model_copy(update={"path": str((base / sp).resolve())})
         sources.append(s)
     evals = [
@@ -483,7 +495,7 @@ def resolve_paths(cfg: PipelineConfig, base: Path) -> PipelineConfig:
             update={
                 k: str((base / v).resolve())
                 for k in ("images", "captions")
-                if (v := getattr(e, k)) is not None and not Path(v).is_absolute()
+                if (v := getattr(e, k)) is not None and _relative(v)
             }
         )
         for e in cfg.dedup.eval_sets
@@ -516,7 +528,8 @@ def fetch_hash(cfg: PipelineConfig, extra: str = "") -> str:
 
 def config_hash(cfg: PipelineConfig, extra: str = "") -> str:
     """Stable hash of the resolved config (plus an input fingerprint) for resume checks."""
-    # Engine settings change where work runs, never what it writes, so they stay out.
-    data = cfg.model_dump(mode="json", exclude={"engine"} | _unset(cfg))
+    # Engine settings and storage options change where work runs or where bytes are kept,
+    # never what is written, so they stay out.
+    data = cfg.model_dump(mode="json", exclude={"engine", "storage_options"} | _unset(cfg))
     payload = json.dumps(data, sort_keys=True) + extra
     return hashlib.sha256(payload.encode()).hexdigest()

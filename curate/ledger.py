@@ -1,6 +1,10 @@
 """The ledger: one row per input sample saying what happened to it and where it ended up.
 
-It answers "why was X dropped?" and "where is X?" for every input, whatever its fate.
+It answers "why was X dropped?" and "where is X?" for every input, whatever its fate. Each
+partition's rows are written by their own task (`ledger` stage), which returns that
+partition's funnel counts; the `card` stage adds them up (funnels are sums: a derived sample
+lives in its parent's partition) and writes the dataset card. No process holds the whole
+ledger.
 """
 
 from __future__ import annotations
@@ -9,19 +13,18 @@ from typing import Any
 
 import polars as pl
 
-from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
+from curate.engine.stage import Plan, Stage, Task, digest, read_marker, stage_digest
 from curate.io.atomic import read_json, write_bytes
-from curate.rundir import RunDir
+from curate.io.store import read_parquet
+from curate.rundir import RunDir, RunRoot
 from curate.tables import (
     CLIP_SCHEMA,
     DEDUP_SCHEMA,
     FILTER_SCHEMA,
     INGEST_SCHEMA,
     LEDGER_SCHEMA,
-    clip_scores,
-    open_ledger,
+    RAW_SCHEMA,
     parent_expr,
-    raw_table,
     read_dedup,
     read_filtered,
     read_placement,
@@ -29,7 +32,16 @@ from curate.tables import (
     write_table,
 )
 
-__all__ = ["LEDGER", "funnel", "funnel_rows", "untraceable", "write_card", "write_ledger"]
+__all__ = [
+    "CARD_STAGE",
+    "LEDGER",
+    "funnel",
+    "funnel_rows",
+    "merge_funnels",
+    "untraceable",
+    "write_card",
+    "write_ledger",
+]
 
 
 def _or_empty(frame: pl.DataFrame | None, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -43,9 +55,9 @@ def write_ledger(
     duplicates: pl.DataFrame | None = None,
     filtered: pl.DataFrame | None = None,
     scores: pl.DataFrame | None = None,
-) -> None:
+) -> pl.DataFrame:
     """Join where each kept uid landed, why each duplicate or filtered sample was dropped and
-    its CLIP score; write one ledger parquet per raw partition."""
+    its CLIP score; write one ledger parquet per raw partition and return the rows."""
     dups = _or_empty(duplicates, DEDUP_SCHEMA)
     filt = _or_empty(filtered, FILTER_SCHEMA)
     clip = _or_empty(scores, CLIP_SCHEMA)
@@ -82,6 +94,7 @@ def write_ledger(
     led = led.select([pl.col(n).cast(t) for n, t in LEDGER_SCHEMA.items()])
     for (part,), group in led.group_by(["partition"], maintain_order=True):
         write_table(run.ledger(str(part)), group)
+    return led
 
 
 def funnel(ledger: pl.DataFrame | pl.LazyFrame) -> dict[str, object]:
@@ -135,19 +148,49 @@ def untraceable(inputs: pl.Series, uids: pl.Series) -> list[str]:
     ]
 
 
-def ledger_task(run_dir: str, name: str) -> dict[str, Any]:
-    """The task: one ledger row per sample with its fate and place, the funnel, the card."""
+def merge_funnels(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The funnel of a whole ledger from its partitions' funnels, in `funnel`'s order."""
+    out: dict[str, Any] = {k: sum(int(p.get(k, 0)) for p in parts) for k in _TOTALS}
+    for key in ("failed", "dropped", "duplicates"):
+        if key == "duplicates" and not any(key in p for p in parts):
+            continue
+        counts: dict[str, int] = {}
+        for p in parts:
+            for reason, n in (p.get(key) or {}).items():
+                counts[reason] = counts.get(reason, 0) + int(n)
+        out[key] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+_TOTALS = ("inputs", "fetched", "written")
+
+
+def ledger_task(run_dir: RunRoot, part: str) -> dict[str, Any]:
+    """The task for one partition: its ledger rows with their fate and place, its funnel."""
     run = RunDir(run_dir)
-    table = raw_table(run)
-    inputs = pl.concat(
-        [read_table(run.ingest(p), INGEST_SCHEMA).select("uid") for p in run.partitions()]
-    )
+    table = read_table(run.raw_table(part), RAW_SCHEMA).with_columns(partition=pl.lit(part))
+    inputs = read_table(run.ingest(part), INGEST_SCHEMA).select("uid")
     problems = untraceable(inputs["uid"], table["uid"])
     if problems:
-        raise RuntimeError(f"raw tables break the one-row-per-sample rule: {problems[:5]}")
-    decisions = (read_dedup(run), read_filtered(run), clip_scores(run))
-    write_ledger(run, table, read_placement(run), *decisions)
-    counts = funnel(open_ledger(run.root))
+        raise RuntimeError(f"raw/{part}: breaks the one-row-per-sample rule: {problems[:5]}")
+    uids = table["uid"].implode()
+    mine = pl.col("uid").is_in(uids)
+    scores = read_parquet(run.clip_scores(part)) if run.clip_scores(part).exists() else None
+    led = write_ledger(
+        run,
+        table,
+        read_placement(run, part),
+        read_dedup(run).filter(mine),
+        read_filtered(run, part),
+        scores,
+    )
+    return {"funnel": funnel(led)}
+
+
+def card_task(run_dir: RunRoot, name: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole run's funnel from the partitions' ledger summaries, and the dataset card."""
+    run = RunDir(run_dir)
+    counts = merge_funnels(parts)
     write_card(run, name, read_json(run.manifest), counts)
     return {"funnel": counts}
 
@@ -186,18 +229,35 @@ def write_card(run: RunDir, name: str, manifest: dict[str, Any], funnel: dict[st
 
 
 def _plan(p: Plan) -> list[Task]:
-    run, cfg = p.run, p.cfg
-    inputs = digest(
-        LEDGER_VERSION,
-        *(stage_digest(run, s) for s in ("fetch", "clip", "dedup", "filter", "manifest")),
-        cfg.name,
+    run = p.run
+    shared = digest(
+        LEDGER_VERSION, *(stage_digest(run, s) for s in ("clip", "dedup", "filter", "manifest"))
     )
-    args = (str(run.root), cfg.name)
-    outputs = (*(run.ledger(part) for part in run.partitions()), run.card)
-    return [Task("all", ledger_task, args, inputs, outputs)]
+    return [
+        Task(
+            part,
+            ledger_task,
+            (run.root, part),
+            digest(shared, run.marker("fetch", part)),
+            (run.ledger(part),),
+        )
+        for part in run.partitions()
+    ]
+
+
+def _card(p: Plan) -> list[Task]:
+    run = p.run
+    parts = []
+    for path in run.markers("ledger"):
+        marker = read_marker(run, "ledger", path.stem)
+        assert marker is not None
+        parts.append(marker["summary"]["funnel"])
+    inputs = digest(LEDGER_VERSION, stage_digest(run, "ledger"), p.cfg.name)
+    return [Task("all", card_task, (run.root, p.cfg.name, parts), inputs, (run.card,))]
 
 
 LEDGER = Stage("ledger", _plan)
+CARD_STAGE = Stage("card", _card)
 
 
 def funnel_rows(f: dict[str, Any]) -> list[tuple[int, str, int]]:

@@ -22,19 +22,20 @@ from curate.dedup.stage import DEDUP
 from curate.engine.cluster import dask_client
 from curate.engine.runner import run_stage
 from curate.engine.stage import Plan, Stage
-from curate.errors import IngestError
+from curate.errors import CurateError, IngestError
 from curate.features.clip_stage import CLIP
 from curate.features.stage import FEATURES
 from curate.fetch.stage import FETCH
-from curate.filters.stage import FILTER
+from curate.filters.stage import CUT, FILTER
 from curate.io.sources import ingest
+from curate.io.store import AnyPath, location
 from curate.labels.stage import LABELS, LABELSET
-from curate.ledger import LEDGER
+from curate.ledger import CARD_STAGE, LEDGER
 from curate.rundir import RunDir, partition_name
-from curate.shards.stage import MANIFEST, SHARDS
+from curate.shards.stage import MANIFEST, PLAN, SHARDS
 from curate.tables import write_table
 
-__all__ = ["STAGES", "RunResult", "members", "run"]
+__all__ = ["STAGES", "RunResult", "members", "public_config", "run"]
 
 STAGES: list[Stage] = [
     FETCH,
@@ -42,18 +43,21 @@ STAGES: list[Stage] = [
     FEATURES,
     CLIP,
     DEDUP,
+    CUT,
     FILTER,
+    PLAN,
     LABELSET,
     LABELS,
     SHARDS,
     MANIFEST,
     LEDGER,
+    CARD_STAGE,
 ]
 
 
 @dataclass(frozen=True)
 class RunResult:
-    output: Path
+    output: AnyPath
     funnel: dict[str, Any]
     seconds: float
 
@@ -96,9 +100,22 @@ def coerce_config(config: PipelineConfig | dict[str, Any] | str | Path) -> Pipel
     return load_config(config)
 
 
+_SECRET = ("key", "secret", "token", "password", "credential")
+
+
+def public_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """The config as run.json records it: storage options' secrets masked."""
+    data = cfg.model_dump(mode="json")
+    data["storage_options"] = {
+        protocol: {k: "***" if any(w in k.lower() for w in _SECRET) else v for k, v in opts.items()}
+        for protocol, opts in cfg.storage_options.items()
+    }
+    return data
+
+
 def run(
     config: PipelineConfig | dict[str, Any] | str | Path,
-    output: str | Path,
+    output: str | AnyPath,
     scheduler: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -113,14 +130,19 @@ def run(
     """
     t0 = time.perf_counter()
     cfg = coerce_config(config)
-    rundir = RunDir(Path(output).resolve())
+    rundir = RunDir(location(output, cfg.storage_options))
+    if not rundir.local and cfg.media is not None:
+        raise CurateError(
+            f"{rundir.root}: video and audio pipelines cut media from files on a local disk; "
+            "give a local run directory (image-text pipelines may write to a store)"
+        )
     rundir.check_location()
-    table = ingest(cfg.sources)
+    table = ingest(cfg.sources, cfg.storage_options)
     if table.height == 0:
         raise IngestError("the sources hold no input rows; nothing to do")
     fp = _fingerprint(table)
     hashes = {"config": config_hash(cfg, fp), "fetch": fetch_hash(cfg, fp)}
-    info = rundir.start(cfg.model_dump(mode="json"), cfg.name, hashes, overwrite)
+    info = rundir.start(public_config(cfg), cfg.name, hashes, overwrite)
     _write_ingest(rundir, table, cfg.ingest.samples_per_partition)
     engine = cfg.engine
     with dask_client(engine, scheduler, quiet=not progress) as client:
@@ -142,6 +164,6 @@ def run(
                 resources=stage.resources(cfg) if stage.resources else None,
                 stall_s=engine.stall_report_s,
             )
-    funnel: dict[str, Any] = summaries["ledger"][0]["funnel"]
+    funnel: dict[str, Any] = summaries["card"][0]["funnel"]
     rundir.finish(info, funnel)
     return RunResult(rundir.root, funnel, time.perf_counter() - t0)

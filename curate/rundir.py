@@ -6,29 +6,35 @@ Layout (LAYOUT = 2):
     ingest/NNNNN.parquet         input rows, one file per partition
     raw/NNNNN.{tar,parquet}      fetched samples and one record per input row
     features/NNNNN.parquet       per-sample features; NNNNN.clip.parquet, NNNNN.{emb,txt}.npy
-    decisions/{dedup,filter}.parquet   corpus-wide decisions (dropped uids and why)
+    decisions/dedup.parquet      corpus-wide dedup decisions (dropped uids and why)
+    decisions/filter/NNNNN.parquet   the filter rules' decisions, per partition
+    decisions/plan/NNNNN.parquet     each final shard's members; plan.json lists the shards
+    decisions/placement/NNNNN.parquet   where each partition's kept samples go
     state/<stage>/<key>.json     the engine's markers: what a finished task read, its summary
     shards/NNNNN.tar, sizes.json, manifest.json, README.md
     ledger/NNNNN.parquet         one row per input row (or derived sample), per partition
     report.html
 
-Nothing else in curate builds a path inside a run directory.
+Nothing else in curate builds a path inside a run directory. The root may be a store URL
+(`s3://bucket/run`): every path here is then a `UPath` on that store, and the lifecycle below
+holds there too (uploads are whole-or-absent puts, so no `*.tmp` is ever left in a store).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from upath import UPath
 
 from curate.errors import ConfigMismatchError, CurateError
 from curate.io.atomic import read_json, write_json
+from curate.io.store import is_local, location, remove_tree
 
-__all__ = ["CARD", "LAYOUT", "MANIFEST", "SIZES", "RunDir", "partition_name"]
+__all__ = ["CARD", "LAYOUT", "MANIFEST", "SIZES", "RunDir", "RunRoot", "partition_name"]
 
 LAYOUT = 2
 # Files of a shards folder beside the tars; a corpus keeps them when copied out of its run.
@@ -44,6 +50,11 @@ _PACKAGES = (
     "urllib3",
     "webdataset",
 )
+
+
+# What a task is given to name its run: a UPath (which carries its store's options to the
+# worker), a local path, or a string.
+RunRoot = str | os.PathLike[str] | UPath
 
 
 def partition_name(index: int) -> str:
@@ -68,59 +79,64 @@ def _versions() -> dict[str, str]:
 class RunDir:
     """Paths of one run directory. Pure naming: only the lifecycle methods write."""
 
-    root: Path
+    root: UPath
 
-    def __init__(self, root: str | Path) -> None:
-        object.__setattr__(self, "root", Path(root))
+    def __init__(self, root: RunRoot) -> None:
+        object.__setattr__(self, "root", location(root))
+
+    @property
+    def local(self) -> bool:
+        """Whether the run is on this machine's disk (else on an object store)."""
+        return is_local(self.root)
 
     # -- top level ------------------------------------------------------------------------
     @property
-    def run_json(self) -> Path:
+    def run_json(self) -> UPath:
         return self.root / "run.json"
 
     @property
-    def report(self) -> Path:
+    def report(self) -> UPath:
         return self.root / "report.html"
 
     # -- per partition --------------------------------------------------------------------
-    def ingest(self, part: str) -> Path:
+    def ingest(self, part: str) -> UPath:
         return self.root / "ingest" / f"{part}.parquet"
 
-    def raw_tar(self, part: str) -> Path:
+    def raw_tar(self, part: str) -> UPath:
         return self.root / "raw" / f"{part}.tar"
 
-    def raw_table(self, part: str) -> Path:
+    def raw_table(self, part: str) -> UPath:
         return self.root / "raw" / f"{part}.parquet"
 
-    def features(self, part: str) -> Path:
+    def features(self, part: str) -> UPath:
         return self.root / "features" / f"{part}.parquet"
 
-    def clip_scores(self, part: str) -> Path:
+    def clip_scores(self, part: str) -> UPath:
         return self.root / "features" / f"{part}.clip.parquet"
 
-    def image_embeddings(self, part: str) -> Path:
+    def image_embeddings(self, part: str) -> UPath:
         return self.root / "features" / f"{part}.emb.npy"
 
-    def text_embeddings(self, part: str) -> Path:
+    def text_embeddings(self, part: str) -> UPath:
         return self.root / "features" / f"{part}.txt.npy"
 
-    def media_dir(self, part: str) -> Path:
+    def media_dir(self, part: str) -> UPath:
         """Where a partition's media files are streamed while their clips are cut."""
         return self.root / "raw" / f"{part}.media"
 
-    def media(self, part: str, uid: str) -> Path:
+    def media(self, part: str, uid: str) -> UPath:
         return self.media_dir(part) / uid
 
-    def labels_tar(self, part: str) -> Path:
+    def labels_tar(self, part: str) -> UPath:
         """A partition's label members, keyed by uid, merged into the final shards."""
         return self.root / "labels" / f"{part}.tar"
 
     @property
-    def codebook(self) -> Path:
+    def codebook(self) -> UPath:
         """The region codebook fitted on the corpus (k-means centres, float64 .npy)."""
         return self.root / "decisions" / "codebook.npy"
 
-    def ledger(self, part: str) -> Path:
+    def ledger(self, part: str) -> UPath:
         return self.root / "ledger" / f"{part}.parquet"
 
     def partitions(self) -> list[str]:
@@ -129,46 +145,71 @@ class RunDir:
         return sorted((p.stem for p in folder.glob("*.parquet") if p.stem.isdigit()), key=int)
 
     # -- corpus-wide ----------------------------------------------------------------------
-    def decision(self, name: str) -> Path:
+    def decision(self, name: str) -> UPath:
         """A corpus-wide decision table, e.g. `dedup` or `filter`."""
         return self.root / "decisions" / f"{name}.parquet"
 
+    def filter_decisions(self, part: str) -> UPath:
+        """The filter rules' decisions on one partition (dropped uids and why)."""
+        return self.root / "decisions" / "filter" / f"{part}.parquet"
+
+    def shard_plan(self, name: str) -> UPath:
+        """The members (partition, uid) of final shard `name`, in order."""
+        return self.root / "decisions" / "plan" / f"{name}.parquet"
+
+    def shard_plans(self) -> list[UPath]:
+        return sorted((self.root / "decisions" / "plan").glob("*.parquet"), key=lambda p: p.name)
+
     @property
-    def ledger_dir(self) -> Path:
+    def plan_index(self) -> UPath:
+        """Every planned shard's name, plan digest and size."""
+        return self.root / "decisions" / "plan.json"
+
+    def placement(self, part: str) -> UPath:
+        """Where a partition's kept samples are placed: uid, shard, key."""
+        return self.root / "decisions" / "placement" / f"{part}.parquet"
+
+    @property
+    def clip_cut(self) -> UPath:
+        """The (score, uid) of the last sample a CLIP top fraction keeps, corpus-wide."""
+        return self.root / "decisions" / "clip_cut.json"
+
+    @property
+    def ledger_dir(self) -> UPath:
         return self.root / "ledger"
 
     @property
-    def shards_dir(self) -> Path:
+    def shards_dir(self) -> UPath:
         return self.root / "shards"
 
-    def shard(self, name: str) -> Path:
+    def shard(self, name: str) -> UPath:
         return self.root / "shards" / f"{name}.tar"
 
-    def shard_files(self) -> list[Path]:
+    def shard_files(self) -> list[UPath]:
         return sorted((self.root / "shards").glob("*.tar"))
 
     @property
-    def sizes(self) -> Path:
+    def sizes(self) -> UPath:
         return self.shards_dir / SIZES
 
     @property
-    def manifest(self) -> Path:
+    def manifest(self) -> UPath:
         return self.shards_dir / MANIFEST
 
     @property
-    def card(self) -> Path:
+    def card(self) -> UPath:
         return self.shards_dir / CARD
 
     # -- the engine's markers -------------------------------------------------------------
-    def marker(self, stage: str, key: str) -> Path:
+    def marker(self, stage: str, key: str) -> UPath:
         return self.root / "state" / stage / f"{key}.json"
 
     @property
-    def timings(self) -> Path:
+    def timings(self) -> UPath:
         """Wall seconds of every stage task, one JSON line each (not a marker: no digest)."""
         return self.root / "state" / "timings.jsonl"
 
-    def markers(self, stage: str) -> list[Path]:
+    def markers(self, stage: str) -> list[UPath]:
         """A stage's markers in key order (numeric keys by number: 99999 before 100000)."""
         found = (self.root / "state" / stage).glob("*.json")
         return sorted(found, key=lambda p: (not p.stem.isdigit(), len(p.stem), p.stem))
@@ -186,12 +227,21 @@ class RunDir:
         """Refuse, before any work, an output that cannot hold a run: a file, a folder that
         is not writable, or a non-empty folder that is not a curate run."""
         root = self.root
+        if not self.local:
+            if root.is_file():
+                raise CurateError(f"{root}: is an object, not a prefix; choose a prefix")
+            if root.exists() and not self.is_run() and any(root.iterdir()):
+                raise CurateError(
+                    f"{root}: is not empty and is not a curate run directory; "
+                    "choose an empty prefix"
+                )
+            return
         if root.exists() and not root.is_dir():
             raise CurateError(f"{root}: is a file, not a folder; choose a folder for the run")
         probe = root if root.exists() else next(p for p in root.parents if p.exists())
         if not probe.is_dir():
             raise CurateError(f"{probe}: is a file, so {root} cannot be created")
-        if not os.access(probe, os.W_OK | os.X_OK):
+        if not os.access(str(probe), os.W_OK | os.X_OK):
             raise CurateError(f"{probe}: not writable; choose another output")
         if root.exists() and not self.is_run() and any(root.iterdir()):
             raise CurateError(
@@ -207,7 +257,8 @@ class RunDir:
         run with another is refused unless `overwrite`. Any other change is an incremental
         rerun: the stages whose inputs changed redo their tasks.
         """
-        (self.root / "run.json.tmp").unlink(missing_ok=True)  # a kill while writing it
+        if self.local:
+            (self.root / "run.json.tmp").unlink(missing_ok=True)  # a kill while writing it
         if self.is_run():
             previous = read_json(self.run_json)
             if previous.get("layout") != LAYOUT:
@@ -233,9 +284,10 @@ class RunDir:
             self.check_location()
             if overwrite:
                 self.clear()
-        self.root.mkdir(parents=True, exist_ok=True)
-        for tmp in self.root.rglob("*.tmp"):  # left by a killed run; no other run writes here
-            tmp.unlink(missing_ok=True)
+        if self.local:
+            self.root.mkdir(parents=True, exist_ok=True)
+            for tmp in self.root.rglob("*.tmp"):  # left by a killed run; none other writes here
+                tmp.unlink(missing_ok=True)
         info: dict[str, Any] = {
             "layout": LAYOUT,
             "name": name,
@@ -252,9 +304,10 @@ class RunDir:
     def clear(self) -> None:
         """Remove everything a run writes (and nothing else: the check refused strangers)."""
         for name in _FOLDERS:
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            remove_tree(self.root / name)
         for f in (self.run_json, self.report):
-            f.unlink(missing_ok=True)
+            if self.local or f.exists():
+                f.unlink(missing_ok=True)
 
     def finish(self, info: dict[str, Any], funnel: dict[str, Any]) -> None:
         write_json(self.run_json, {**info, "finished_at": _now(), "funnel": funnel})

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate.io.atomic import write_bytes
+from curate.io.store import AnyPath, as_path, is_local, read_parquet, scan_files
 from curate.rundir import RunDir
 
 __all__ = [
@@ -106,10 +106,11 @@ CLIP_SCHEMA: Schema = {
 # decisions/dedup.parquet: dropped duplicates, how they were found and what they duplicate.
 DEDUP_SCHEMA: Schema = {"uid": pl.String(), "dedup_method": pl.String(), "dup_of": pl.String()}
 
-# decisions/placement.parquet: where each kept sample went (written with the manifest).
+# decisions/placement/NNNNN.parquet: where each kept sample of a partition goes (the plan).
 PLACEMENT_SCHEMA: Schema = {"uid": pl.String(), "shard": pl.String(), "key": pl.String()}
 
-# decisions/filter.parquet: dropped samples, the first failed rule and every failed rule.
+# decisions/filter/NNNNN.parquet: per partition, dropped samples, the first failed rule and every
+# failed rule.
 FILTER_SCHEMA: Schema = {
     "uid": pl.String(),
     "filter_reason": pl.String(),
@@ -224,7 +225,7 @@ class Manifest(BaseModel):
 
 
 # -- writing ------------------------------------------------------------------------------
-def write_table(path: Path, table: pl.DataFrame) -> str:
+def write_table(path: AnyPath, table: pl.DataFrame) -> str:
     """zstd, no statistics, atomic: equal tables give equal bytes, a kill leaves no half file.
     Returns the bytes' sha256, so a task can name its output without it being reread."""
     buf = io.BytesIO()
@@ -235,15 +236,15 @@ def write_table(path: Path, table: pl.DataFrame) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_table(path: Path, schema: Schema) -> pl.DataFrame:
+def read_table(path: AnyPath, schema: Schema) -> pl.DataFrame:
     """The table at `path`, or an empty one of `schema` when the stage wrote none."""
-    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
+    return read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
 
 
 def raw_table(run: RunDir) -> pl.DataFrame:
     """Every raw partition's records in input order, with the partition name."""
     frames = [
-        pl.read_parquet(run.raw_table(p)).with_columns(partition=pl.lit(p))
+        read_parquet(run.raw_table(p)).with_columns(partition=pl.lit(p))
         for p in run.partitions()
         if run.raw_table(p).exists()
     ]
@@ -258,11 +259,11 @@ def feature_table(run: RunDir) -> pl.DataFrame:
     for part in run.partitions():
         if not run.features(part).exists():
             continue
-        raw = pl.read_parquet(run.raw_table(part), columns=["uid", "caption"])
-        frame = pl.read_parquet(run.features(part))
+        raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
+        frame = read_parquet(run.features(part))
         frame = frame.join(raw, on="uid", how="left", maintain_order="left")
         if run.clip_scores(part).exists():
-            scores = pl.read_parquet(run.clip_scores(part))
+            scores = read_parquet(run.clip_scores(part))
             frame = frame.join(scores, on="uid", how="left", maintain_order="left")
         frames.append(frame)
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
@@ -271,7 +272,7 @@ def feature_table(run: RunDir) -> pl.DataFrame:
 def clip_scores(run: RunDir) -> pl.DataFrame:
     """uid and clip_score of every scored sample (empty when the CLIP stage did not run)."""
     files = [run.clip_scores(p) for p in run.partitions()]
-    frames = [pl.read_parquet(f) for f in files if f.exists()]
+    frames = [read_parquet(f) for f in files if f.exists()]
     return pl.concat(frames) if frames else pl.DataFrame(schema=CLIP_SCHEMA)
 
 
@@ -279,21 +280,33 @@ def read_dedup(run: RunDir) -> pl.DataFrame:
     return read_table(run.decision("dedup"), DEDUP_SCHEMA)
 
 
-def read_filtered(run: RunDir) -> pl.DataFrame:
-    return read_table(run.decision("filter"), FILTER_SCHEMA)
+def read_filtered(run: RunDir, part: str | None = None) -> pl.DataFrame:
+    """What the filter rules dropped, in one partition or (None) in all, partition order."""
+    if part is not None:
+        return read_table(run.filter_decisions(part), FILTER_SCHEMA)
+    frames = [read_table(run.filter_decisions(p), FILTER_SCHEMA) for p in run.partitions()]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=FILTER_SCHEMA)
 
 
-def read_placement(run: RunDir) -> pl.DataFrame:
-    return read_table(run.decision("placement"), PLACEMENT_SCHEMA)
+def read_placement(run: RunDir, part: str | None = None) -> pl.DataFrame:
+    """Where kept samples go (uid, shard, key): one partition's, or (None) all, in order."""
+    if part is not None:
+        return read_table(run.placement(part), PLACEMENT_SCHEMA)
+    frames = [read_table(run.placement(p), PLACEMENT_SCHEMA) for p in run.partitions()]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=PLACEMENT_SCHEMA)
 
 
-def open_ledger(path: str | Path) -> pl.LazyFrame:
-    """Lazily scan a run's ledger; `path` is the run directory or its ledger/ folder."""
-    p = Path(path)
+def open_ledger(path: str | AnyPath) -> pl.LazyFrame:
+    """Lazily scan a run's ledger; `path` is the run directory or its ledger/ folder (on a
+    store, each partition's file is read as it is scanned)."""
+    p = as_path(path)
     folder = RunDir(p).ledger_dir if RunDir(p).ledger_dir.is_dir() else p
-    if not any(folder.glob("*.parquet")):
+    files: list[AnyPath] = sorted(folder.glob("*.parquet"), key=lambda f: f.name)
+    if not files:
         raise FileNotFoundError(f"{folder}: no ledger parquet files (has the run finished?)")
-    return pl.scan_parquet(str(folder / "*.parquet"))
+    if is_local(folder):
+        return pl.scan_parquet(str(folder / "*.parquet"))
+    return scan_files(files)
 
 
 def sample_json(row: dict[str, Any], record: dict[str, Any]) -> bytes:

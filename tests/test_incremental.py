@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -74,8 +75,10 @@ def test_calibrate_apply_refilters_and_reshards_without_a_request(
     assert proc.returncode == 0, proc.stderr
     assert server.requests_served == requests, "calibrate --apply sent requests"
     assert {p.name: p.read_bytes() for p in (run.root / "raw").iterdir()} == raw
-    assert _redone(markers, _markers(run)) == {"filter", "shards", "manifest", "ledger"}
-    assert "filter: inputs changed for 1 of 1 task(s); redoing them" in proc.stderr
+    redone = {"filter", "plan", "shards", "manifest", "ledger", "card"}
+    assert _redone(markers, _markers(run)) == redone
+    parts = len(run.partitions())
+    assert f"filter: inputs changed for {parts} of {parts} task(s); redoing them" in proc.stderr
 
     threshold = read_json(run.run_json)["config"]["filters"]["clip_min_score"]
     assert f"applying filters.clip_min_score = {threshold!r}" in proc.stdout
@@ -104,13 +107,15 @@ def test_each_change_redoes_only_the_stages_that_read_it(
 
     base = {"filters": {"clip_min_score": 0.5}}
     assert rerun(**base) == set()  # the same config: nothing at all
-    assert rerun(**base, shards={"samples_per_shard": 7}) == {"shards", "manifest", "ledger"}
+    resharded = {"plan", "shards", "manifest", "ledger", "card"}
+    assert rerun(**base, shards={"samples_per_shard": 7}) == resharded
     sizes = read_json(run.sizes)
     assert max(sizes.values()) == 7 and validate_shards(run.shards_dir) == []
     assert rerun(
         **base, shards={"samples_per_shard": 7}, dedup={"captions": {"enabled": True}}
     ) >= {"dedup", "filter", "ledger"}
-    assert "fetch" not in rerun(filters={"clip_min_score": 0.5}, name="renamed")
+    redone = rerun(filters={"clip_min_score": 0.5}, name="renamed")
+    assert "fetch" not in redone and "card" in redone
     assert "# renamed" in run.card.read_text()
 
     off = _named(pipeline_yaml(tmp_path, urls), "renamed")  # CLIP off: its outputs go too
@@ -126,12 +131,11 @@ def test_each_change_redoes_only_the_stages_that_read_it(
 def test_a_reshard_cut_short_leaves_no_manifest_claiming_completeness(
     clip_run: RunResult, config_for: Path, tmp_path: Path
 ) -> None:
-    from curate.shards.final import kept_samples, plan_shards, write_final_shard
+    from curate.shards.final import write_final_shard
 
     run = _copy(clip_run, tmp_path)
     before = {p.name: p.read_bytes() for p in run.shards_dir.iterdir()}
-    first = plan_shards(kept_samples(run), 20)[0]
-    write_final_shard(str(run.root), first)  # as a shard task does, then the "kill"
+    write_final_shard(str(run.root), "00000")  # as a shard task does, then the "kill"
     assert not run.manifest.exists()
     curate.run(config_for, run.root, progress=False)  # the manifest task redoes it
     assert {p.name: p.read_bytes() for p in run.shards_dir.iterdir()} == before
@@ -165,3 +169,28 @@ def test_calibrate_apply_refuses_what_it_cannot_do_without_fetching(
     assert proc.returncode == 2 and "has not finished" in proc.stderr
     markers = _markers(run)
     assert markers == _markers(_copy(clip_run, tmp_path / "again"))  # nothing was redone
+
+
+def test_top_fraction_by_partition_keeps_what_the_global_rule_keeps(
+    clip_run: RunResult, urls: Path, tmp_path: Path
+) -> None:
+    """The cut stage finds the last kept (score, uid); each partition's filter task applies
+    it. The run keeps exactly the rows `clip_top_fraction` keeps over all survivors."""
+    from curate.filters.reasons import REASONS, apply_rules, keep
+    from curate.filters.rules import clip_top_fraction
+
+    run = _copy(clip_run, tmp_path)
+    cfg = pipeline_yaml(tmp_path, urls, clip=CLIP, filters={"clip_top_fraction": 0.45})
+    res = curate.run(cfg, run.root, progress=False)
+    survivors = clip_scores(run).filter(~pl.col("uid").is_in(read_dedup(run)["uid"].implode()))
+    expected = set(keep(apply_rules(survivors, [partial(clip_top_fraction, fraction=0.45)]))["uid"])
+    led = curate.open_ledger(run.root).collect()
+    assert set(led.filter(pl.col("status") == "written")["uid"]) == expected
+    assert res.funnel["written"] == len(expected) == int(survivors.height * 0.45)
+    cut = read_json(run.clip_cut)
+    assert cut["fraction"] == 0.45 and cut["cut"][1] in expected
+    assert len(run.markers("filter")) == len(run.partitions()) > 1
+    assert REASONS not in led.columns
+    # turned off again: the cut stage plans nothing and its marker goes
+    curate.run(pipeline_yaml(tmp_path, urls, clip=CLIP), run.root, progress=False)
+    assert run.markers("cut") == []

@@ -27,12 +27,13 @@ from curate.fetch import platform
 from curate.fetch.http import Fetcher, get_fetcher
 from curate.fetch.partition import row_budget
 from curate.fetch.platform import is_platform_url
+from curate.io.store import read_parquet
 from curate.media.clips import plan_clips
 from curate.media.copy import iter_copied_clips
 from curate.media.cut import CutClip, CutSettings, checks, iter_clips
 from curate.media.probe import MediaInfo, ProbeLimits, probe
 from curate.media.timedtext import TimedText, parse_json_transcript, parse_subtitles, whole
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import TarShardWriter, iter_tar_samples
 from curate.tables import RAW_SCHEMA, derived_uid, sample_json, write_table
 
@@ -152,7 +153,7 @@ def _clips(row: dict[str, Any], task: _Task) -> list[Sample]:
     """One input row to its clips, written one by one into the row's own tar as the decode
     passes each (or raise SampleFailure for the whole input)."""
     v, run, part, f, closed = task.v, task.run, task.part, task.fetcher, task.closed
-    dest = run.media(part, row["uid"])
+    dest = Path(str(run.media(part, row["uid"])))  # media pipelines run on a local disk
     samples: list[Sample] = []
     try:
         _live(closed)
@@ -186,7 +187,7 @@ def _clips(row: dict[str, Any], task: _Task) -> list[Sample]:
 
 
 def _row_tar(run: RunDir, part: str, uid: str) -> Path:
-    return run.media_dir(part) / f"{uid}.tar"
+    return Path(str(run.media_dir(part) / f"{uid}.tar"))
 
 
 def _sample(
@@ -241,14 +242,14 @@ def _row(row: dict[str, Any], task: _Task) -> list[Sample]:
 
 
 def clips_partition(
-    cfg: PipelineConfig, run_dir: str, part: str, share: float = 1.0
+    cfg: PipelineConfig, run_dir: RunRoot, part: str, share: float = 1.0
 ) -> dict[str, Any]:
     """The clips stage's task: raw/NNNNN.{tar,parquet} of clip samples and failed inputs,
     plus the partition's features (its frames' pHashes, thumbnail of the middle one)."""
     v = cfg.media
     assert v is not None, "the clips stage runs for video pipelines only"
     run = RunDir(run_dir)
-    rows = pl.read_parquet(run.ingest(part)).to_dicts()
+    rows = read_parquet(run.ingest(part)).to_dicts()
     fetcher = get_fetcher(cfg.fetch, share)
     # Generous on purpose: a download at its deadlines, the probe, then cutting at no less
     # than half real time. It catches wedged threads, not slow videos.
@@ -276,7 +277,7 @@ def clips_partition(
                         features.append(feats)
     finally:  # threads still running (abandoned rows) must not write into the next attempt
         closed.set()
-    shutil.rmtree(run.media_dir(part), ignore_errors=True)
+    shutil.rmtree(str(run.media_dir(part)), ignore_errors=True)
     table = pl.DataFrame(records, schema=RAW_SCHEMA)
     raw_sha256 = write_table(run.raw_table(part), table)
     feats = write_features(run, part, features)

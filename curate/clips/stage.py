@@ -20,7 +20,7 @@ def _plan(p: Plan) -> list[Task]:
         Task(
             part,
             clips_partition,
-            (cfg, str(run.root), part, share),
+            (cfg, run.root, part, share),
             digest(p.fetch_hash, part),
             (run.raw_tar(part), run.raw_table(part)),
         )

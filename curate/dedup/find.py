@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -24,7 +24,15 @@ from curate.dedup.policy import keepers, rank
 from curate.features.hashes import THUMB_SIZE, thumb_distance
 from curate.tables import DEDUP_SCHEMA
 
-__all__ = ["EvalData", "find_duplicates", "near_clips", "verify_thumbs"]
+__all__ = [
+    "EvalData",
+    "MemoryThumbs",
+    "Semantic",
+    "Thumbs",
+    "find_duplicates",
+    "near_clips",
+    "verify_thumbs",
+]
 
 _VERIFY_BLOCK = 8192
 Verify = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
@@ -45,6 +53,40 @@ class EvalData:
 def _thumbs(column: pl.Series) -> NDArray[np.uint8]:
     data = b"".join(column.to_list())
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
+
+
+class Thumbs(Protocol):
+    """Where the table's thumbnails are: in memory, or in the run's feature files, read by
+    the workers that verify a block of candidate pairs (so no process holds them all)."""
+
+    def gather(self, rows: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """Thumbnails of table rows `rows`, (len(rows), 24, 24, 3)."""
+        ...
+
+    def pair_distance(self, i: NDArray[np.int64], j: NDArray[np.int64]) -> NDArray[np.float32]:
+        """`thumb_distance` of rows i[k] and j[k] for every k."""
+        ...
+
+
+# `semantic(rows, threshold, n_clusters, probes)`: cluster label per listed table row.
+Semantic = Callable[[NDArray[np.int64], float, int | None], NDArray[np.int64]]
+
+
+@dataclass(frozen=True)
+class MemoryThumbs:
+    """Thumbnails held in memory, row-aligned with the table (the Python API's case)."""
+
+    array: NDArray[np.uint8]
+
+    def gather(self, rows: NDArray[np.int64]) -> NDArray[np.uint8]:
+        return self.array[rows]
+
+    def pair_distance(self, i: NDArray[np.int64], j: NDArray[np.int64]) -> NDArray[np.float32]:
+        out = np.zeros(i.size, dtype=np.float32)
+        for lo in range(0, i.size, _VERIFY_BLOCK):
+            a, b = i[lo : lo + _VERIFY_BLOCK], j[lo : lo + _VERIFY_BLOCK]
+            out[lo : lo + a.size] = thumb_distance(self.array[a], self.array[b])
+        return out
 
 
 def verify_thumbs(thumbs: NDArray[np.uint8], threshold: float) -> Verify:
@@ -103,7 +145,7 @@ def _eval_images(
     table: pl.DataFrame,
     ev: EvalData,
     cfg: DedupConfig,
-    thumbs: NDArray[np.uint8],
+    thumbs: Thumbs,
     client: Any,
 ) -> None:
     idx = st.survivors()
@@ -117,7 +159,9 @@ def _eval_images(
     threshold = cfg.perceptual.verify_threshold
     if threshold is not None and i.size:
         blocks = [slice(lo, lo + _VERIFY_BLOCK) for lo in range(0, i.size, _VERIFY_BLOCK)]
-        dist = np.concatenate([thumb_distance(thumbs[idx[i[b]]], ev.thumbs[j[b]]) for b in blocks])
+        dist = np.concatenate(
+            [thumb_distance(thumbs.gather(idx[i[b]]), ev.thumbs[j[b]]) for b in blocks]
+        )
         i, j = i[dist < threshold], j[dist < threshold]
     rows, first = np.unique(i, return_index=True)
     st.drop(idx[rows], "eval_image", [f"eval:{ev.name}/{int(x)}" for x in j[first]])
@@ -186,20 +230,26 @@ def find_duplicates(
     embeddings: NDArray[np.floating] | None = None,
     evals: tuple[EvalData, ...] = (),
     client: Any = None,
+    thumbs: Thumbs | None = None,
+    semantic: Semantic | None = None,
 ) -> pl.DataFrame:
     """One row per dropped sample: uid, dedup_method, dup_of.
 
     `table` holds the features columns plus `caption` (and `clip_score` when scored);
     `embeddings` are row-aligned CLIP image embeddings for semantic dedup; a Dask `client`
-    runs the Hamming searches on its cluster.
+    runs the Hamming searches on its cluster. The dedup stage passes `thumbs` and `semantic`
+    that read thumbnails and embeddings on the workers instead, and a table without them;
+    `caption` is needed only by the caption methods.
     """
     st = _State(table)
-    captions: list[str | None] = table["caption"].to_list()
-    thumbs = (
-        _thumbs(table["thumb"])
-        if table.height
-        else np.zeros((0, THUMB_SIZE, THUMB_SIZE, 3), np.uint8)
-    )
+    needs_captions = cfg.captions.enabled or any(ev.captions for ev in evals)
+    captions: list[str | None] = table["caption"].to_list() if needs_captions else []
+    if thumbs is None:
+        thumbs = MemoryThumbs(
+            _thumbs(table["thumb"])
+            if table.height
+            else np.zeros((0, THUMB_SIZE, THUMB_SIZE, 3), np.uint8)
+        )
     for ev in evals:
         _eval_images(st, table, ev, cfg, thumbs, client)
         _eval_captions(st, captions, ev, cfg)
@@ -214,7 +264,7 @@ def find_duplicates(
         p = cfg.perceptual
         i, j = hamming_pairs(table["phash"].to_numpy()[idx], p.max_distance, client=client)
         if p.verify_threshold is not None and i.size:
-            ok = verify_thumbs(thumbs[idx], p.verify_threshold)(i, j)
+            ok = thumbs.pair_distance(idx[i], idx[j]) < p.verify_threshold
             i, j = i[ok], j[ok]
         st.apply(idx, components(idx.size, i, j), "perceptual")
     if cfg.clips.enabled and clips.any():
@@ -229,11 +279,14 @@ def find_duplicates(
     if cfg.semantic.enabled:
         from curate.dedup.semantic import semantic_duplicates
 
-        if embeddings is None or len(embeddings) != table.height:
-            raise ValueError("semantic dedup needs one stored embedding per sample")
         idx = st.survivors()
         s = cfg.semantic
-        labels = semantic_duplicates(embeddings[idx], s.threshold, s.n_clusters)
+        if semantic is not None:
+            labels = semantic(idx, s.threshold, s.n_clusters)
+        else:
+            if embeddings is None or len(embeddings) != table.height:
+                raise ValueError("semantic dedup needs one stored embedding per sample")
+            labels = semantic_duplicates(embeddings[idx], s.threshold, s.n_clusters)
         st.apply(idx, labels, "semantic")
     if cfg.captions.enabled:
         idx = st.survivors()

@@ -19,7 +19,16 @@ from numpy.typing import NDArray
 
 from curate.dedup.clusters import components
 
-__all__ = ["default_n_clusters", "semantic_duplicates", "semantic_pairs"]
+__all__ = [
+    "block_pairs",
+    "cluster_members",
+    "default_n_clusters",
+    "nearest_centroids",
+    "normalised",
+    "semantic_duplicates",
+    "semantic_pairs",
+    "train_centroids",
+]
 
 _BLOCK_ELEMENTS = 1 << 24  # similarity block cap: 64 MiB of float32 per block
 _MAX_BLOCK_ROWS = 4096
@@ -55,7 +64,7 @@ def _faiss_threads() -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _normalised(embeddings: NDArray[np.floating]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+def normalised(embeddings: NDArray[np.floating]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Unit rows (float32 copy) and a mask of rows that had any non-zero value."""
     x = np.array(embeddings, dtype=np.float32, order="C", copy=True)
     if x.ndim != 2:
@@ -72,22 +81,44 @@ def _normalised(embeddings: NDArray[np.floating]) -> tuple[NDArray[np.float32], 
     return x, valid
 
 
-def _cluster_labels(
-    x: NDArray[np.float32], k: int, seed: int, niter: int, probes: int
-) -> NDArray[np.int64]:
-    """(n, probes) nearest centroids per row, nearest first."""
+def train_centroids(x: NDArray[np.float32], k: int, seed: int, niter: int) -> NDArray[np.float32]:
+    """Spherical k-means centres of unit rows `x` (faiss subsamples past 256 rows per centre);
+    one cluster needs no training: its centre is never searched."""
     if k == 1:
-        return np.zeros((len(x), 1), dtype=np.int64)
+        return np.zeros((1, x.shape[1]), dtype=np.float32)
     import faiss
 
     with _faiss_threads():
         km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, spherical=True)
         km.train(x)
-        _, labels = km.index.search(x, min(probes, k))
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def nearest_centroids(
+    x: NDArray[np.float32], centroids: NDArray[np.float32], probes: int
+) -> NDArray[np.int64]:
+    """(n, probes) nearest centres per unit row by inner product, nearest first: what a
+    spherical `faiss.Kmeans` index answers, so rows can be assigned partition by partition."""
+    k = len(centroids)
+    if k == 1:
+        return np.zeros((len(x), 1), dtype=np.int64)
+    import faiss
+
+    with _faiss_threads():
+        index = faiss.IndexFlatIP(centroids.shape[1])
+        index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        _, labels = index.search(np.ascontiguousarray(x, dtype=np.float32), min(probes, k))
     return np.asarray(labels, dtype=np.int64)
 
 
-def _block_pairs(
+def _cluster_labels(
+    x: NDArray[np.float32], k: int, seed: int, niter: int, probes: int
+) -> NDArray[np.int64]:
+    """(n, probes) nearest centroids per row, nearest first."""
+    return nearest_centroids(x, train_centroids(x, k, seed, niter), probes)
+
+
+def block_pairs(
     xa: NDArray[np.float32], xb: NDArray[np.float32] | None, threshold: float
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
     """(a, b) with cosine >= threshold, a from `xa`, b from `xb`, a bounded block of rows at
@@ -135,7 +166,7 @@ def semantic_pairs(
         raise ValueError(f"threshold must be in [-1, 1], got {threshold}")
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
-    x, valid = _normalised(embeddings)
+    x, valid = normalised(embeddings)
     rows = np.flatnonzero(valid)
     empty = np.zeros(0, dtype=np.int64)
     if rows.size < 2:
@@ -145,14 +176,14 @@ def semantic_pairs(
     k = min(n_clusters or default_n_clusters(rows.size), rows.size)
     labels = _cluster_labels(x, k, seed, niter, probes)
     out_i, out_j, out_s = [empty], [empty], [np.zeros(0, dtype=np.float32)]
-    for members, extra in _cluster_members(labels, k):
+    for members, extra in cluster_members(labels, k):
         if members.size > 1:
-            a, b, s = _block_pairs(x[members], None, threshold)
+            a, b, s = block_pairs(x[members], None, threshold)
             out_i.append(rows[members[a]])
             out_j.append(rows[members[b]])
             out_s.append(s)
         if members.size and extra.size:
-            a, b, s = _block_pairs(x[members], x[extra], threshold)
+            a, b, s = block_pairs(x[members], x[extra], threshold)
             lo, hi = np.minimum(members[a], extra[b]), np.maximum(members[a], extra[b])
             out_i.append(rows[lo])
             out_j.append(rows[hi])
@@ -165,7 +196,7 @@ def semantic_pairs(
     return i[by], j[by], s[by]
 
 
-def _cluster_members(
+def cluster_members(
     labels: NDArray[np.int64], k: int
 ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """Per cluster: rows whose nearest centroid it is, and rows for which it is a later one."""

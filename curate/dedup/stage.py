@@ -1,25 +1,29 @@
-"""The dedup stage: one whole-corpus task reading every partition's features and writing
-decisions/dedup.parquet (dropped uid, method, dup_of).
+"""The dedup stage: one whole-corpus task writing decisions/dedup.parquet (dropped uid,
+method, dup_of).
 
-Duplicates cross partitions, so the task sees the whole feature table, the 1.7 kB thumbnails
-included (1.7 GB per million samples); its Hamming searches fan out over the cluster through
-the engine's runner. It reruns when features, CLIP scores, eval sets or `dedup` change.
+Duplicates cross partitions, so the task sees every sample, but only the columns the
+searches need: hashes, sizes, CLIP score (and captions when a caption method runs). The
+thumbnails (1.7 kB a sample) and embeddings stay in the feature files: candidate pairs are
+verified, and semantic clusters compared, by sub-tasks on the workers that read just the
+rows they need (`curate.dedup.stored`); the Hamming searches fan out the same way. It
+reruns when features, CLIP scores, eval sets or `dedup` change.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from curate.config import PipelineConfig
 from curate.dedup.evalset import eval_digest, load_eval
 from curate.dedup.find import find_duplicates
+from curate.dedup.stored import Locator, StoredThumbs, stored_semantic
 from curate.engine.stage import Plan, Stage, Task, cluster_client, digest, stage_digest
 from curate.errors import CurateError
-from curate.rundir import RunDir
-from curate.tables import DEDUP_SCHEMA, feature_table, write_table
+from curate.io.store import npy_shape, read_parquet
+from curate.rundir import RunDir, RunRoot
+from curate.tables import DEDUP_SCHEMA, write_table
 
 __all__ = ["DEDUP", "run_dedup"]
 
@@ -27,33 +31,61 @@ __all__ = ["DEDUP", "run_dedup"]
 DEDUP_VERSION = "1"
 
 
-def _embeddings(run: RunDir, n: int) -> np.ndarray[Any, Any]:
-    arrays = []
+def search_table(run: RunDir, captions: bool) -> tuple[pl.DataFrame, Locator]:
+    """What the searches read of every partition with features: no thumbnails, captions
+    only when asked, CLIP scores when scored; and where each row's partition starts."""
+    frames, parts, heights = [], [], []
     for part in run.partitions():
-        emb = run.image_embeddings(part)
         if not run.features(part).exists():
             continue
+        frame = read_parquet(run.features(part)).drop("thumb")
+        if captions:
+            raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
+            frame = frame.join(raw, on="uid", how="left", maintain_order="left")
+        if run.clip_scores(part).exists():
+            scores = read_parquet(run.clip_scores(part))
+            frame = frame.join(scores, on="uid", how="left", maintain_order="left")
+        frames.append(frame)
+        parts.append(part)
+        heights.append(frame.height)
+    table = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return table, Locator.from_heights(parts, heights)
+
+
+def _check_embeddings(run: RunDir, loc: Locator) -> None:
+    for k, part in enumerate(loc.parts):
+        emb = run.image_embeddings(part)
         if not emb.exists():
             raise CurateError(
                 f"{emb}: missing; semantic dedup uses stored CLIP image embeddings, so run a "
                 "pipeline with the CLIP stage or set dedup.semantic.enabled: false"
             )
-        arrays.append(np.load(emb))
-    out = np.concatenate(arrays) if arrays else np.zeros((0, 1), np.float32)
-    if len(out) != n:
-        raise CurateError(f"features/: {len(out)} embeddings for {n} samples")
-    return out
+        rows = int(loc.offsets[k + 1] - loc.offsets[k])
+        shape = npy_shape(emb)
+        if shape[0] != rows:
+            raise CurateError(f"{emb}: {shape[0]} embeddings for {rows} samples")
 
 
-def run_dedup(run_dir: str, cfg: PipelineConfig) -> dict[str, Any]:
+def run_dedup(run_dir: RunRoot, cfg: PipelineConfig) -> dict[str, Any]:
     """The task: find duplicates across the corpus and write the decision table."""
     run = RunDir(run_dir)
-    table = feature_table(run)
-    if cfg.dedup.enabled and table.height:
-        evals = tuple(load_eval(ev, cfg.image) for ev in cfg.dedup.eval_sets)
-        emb = _embeddings(run, table.height) if cfg.dedup.semantic.enabled else None
+    d = cfg.dedup
+    captions = d.captions.enabled or any(ev.captions for ev in d.eval_sets)
+    table, loc = search_table(run, captions)
+    if d.enabled and table.height:
+        opts = cfg.storage_options
+        evals = tuple(load_eval(ev, cfg.image, opts) for ev in d.eval_sets)
+        if d.semantic.enabled:
+            _check_embeddings(run, loc)
         with cluster_client() as client:
-            dropped = find_duplicates(table, cfg.dedup, emb, evals, client)
+            dropped = find_duplicates(
+                table,
+                d,
+                evals=evals,
+                client=client,
+                thumbs=StoredThumbs(run.root, loc, client),
+                semantic=stored_semantic(run.root, loc, client),
+            )
     else:
         dropped = pl.DataFrame(schema=DEDUP_SCHEMA)
     write_table(run.decision("dedup"), dropped)
@@ -67,11 +99,11 @@ def _plan(p: Plan) -> list[Task]:
         DEDUP_VERSION,
         stage_digest(run, "features"),
         stage_digest(run, "clip"),
-        eval_digest(cfg.dedup.eval_sets),
+        eval_digest(cfg.dedup.eval_sets, cfg.storage_options),
         cfg.dedup,
         cfg.image,
     )
-    return [Task("all", run_dedup, (str(run.root), cfg), inputs, (run.decision("dedup"),))]
+    return [Task("all", run_dedup, (run.root, cfg), inputs, (run.decision("dedup"),))]
 
 
 DEDUP = Stage("dedup", _plan)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from curate.engine.stage import Task, read_marker, record_timing, write_marker
+from curate.engine.stage import Task, read_marker, record_timing, timing, write_marker
 from curate.rundir import RunDir
 
 __all__ = ["run_calls", "run_stage"]
@@ -240,18 +240,25 @@ def run_stage(
         for other, marker in extra.items():
             write_marker(run, other, key, marker["inputs"], marker["summary"])
         write_marker(run, stage, key, by_key[key].inputs, summary)
-        record_timing(run, stage, key, seconds, worker)
+        timings.append(timing(stage, key, seconds, worker))
+        if run.local:  # appending is cheap here: a kill keeps what finished
+            record_timing(run, timings)
+            timings.clear()
         summaries[key] = summary
 
-    _execute(
-        client,
-        stage,
-        [(t.key, _timed, (t.fn, *t.args)) for t in todo],
-        finished,
-        retries=retries,
-        progress=progress,
-        resources=resources,
-        stall_s=stall_s,
-        done_already=len(tasks) - len(todo),
-    )
+    timings: list[dict[str, Any]] = []
+    try:
+        _execute(
+            client,
+            stage,
+            [(t.key, _timed, (t.fn, *t.args)) for t in todo],
+            finished,
+            retries=retries,
+            progress=progress,
+            resources=resources,
+            stall_s=stall_s,
+            done_already=len(tasks) - len(todo),
+        )
+    finally:
+        record_timing(run, timings)
     return [summaries[t.key] for t in tasks]

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+from upath import UPath
 
 from curate.config import PipelineConfig
-from curate.io.atomic import read_json, write_json
+from curate.io.atomic import read_json, write_bytes, write_json
+from curate.io.store import AnyPath
 from curate.rundir import RunDir
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "read_timings",
     "record_timing",
     "stage_digest",
+    "timing",
     "write_marker",
 ]
 
@@ -53,7 +56,7 @@ class Task:
     fn: Callable[..., dict[str, Any]]
     args: tuple[Any, ...]
     inputs: str
-    outputs: tuple[Path, ...] = ()
+    outputs: tuple[AnyPath, ...] = ()
     force: bool = False
 
 
@@ -81,7 +84,7 @@ class Stage:
     resources: Callable[[PipelineConfig], dict[str, float] | None] | None = None
 
 
-Part = Path | BaseModel | str | bytes | None
+Part = Path | UPath | BaseModel | str | bytes | None
 
 
 def digest(*parts: Part) -> str:
@@ -89,7 +92,7 @@ def digest(*parts: Part) -> str:
     section's JSON, text or bytes. The same reads give the same digest on any machine."""
     h = hashlib.sha256()
     for part in parts:
-        if isinstance(part, Path):
+        if isinstance(part, Path | UPath):
             h.update(b"F" + (part.read_bytes() if part.exists() else b"\x00missing"))
         elif isinstance(part, BaseModel):
             h.update(b"C" + part.model_dump_json().encode())
@@ -116,16 +119,28 @@ def write_marker(run: RunDir, stage: str, key: str, inputs: str, summary: dict[s
     write_json(run.marker(stage, key), {"inputs": inputs, "summary": summary})
 
 
-def record_timing(run: RunDir, stage: str, key: str, seconds: float, worker: str) -> None:
-    """Append one finished task's wall seconds to state/timings.jsonl (the driver writes it,
-    one line per task run; a rerun appends, the last line of a key counts). Kept out of the
-    markers, whose bytes are the inputs of later stages and must not vary run to run."""
-    line = {"stage": stage, "key": key, "seconds": round(seconds, 3), "worker": worker,
+def timing(stage: str, key: str, seconds: float, worker: str) -> dict[str, Any]:
+    """One finished task's wall seconds, as a line of state/timings.jsonl."""
+    return {"stage": stage, "key": key, "seconds": round(seconds, 3), "worker": worker,
             "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def record_timing(run: RunDir, lines: list[dict[str, Any]]) -> None:
+    """Append finished tasks' timings to state/timings.jsonl (the driver writes them; a rerun
+    appends, the last line of a key counts). Kept out of the markers, whose bytes are the
+    inputs of later stages and must not vary run to run. A store cannot append, so there the
+    file is rewritten whole: the runner passes a stage's lines together, not one per task."""
+    if not lines:
+        return
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
     path = run.timings
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(line, sort_keys=True) + "\n")
+    if run.local:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(text)
+        return
+    before = path.read_text() if path.exists() else ""
+    write_bytes(path, (before + text).encode())
 
 
 def read_timings(run: RunDir) -> dict[tuple[str, str], dict[str, Any]]:

@@ -21,8 +21,9 @@ from curate.engine.stage import Plan, Stage, Task, digest
 from curate.features.clip import encode_images, encode_texts
 from curate.features.clip_model import TINY_MODEL, load_clip, tiny_checkpoint
 from curate.io.atomic import atomic_open
+from curate.io.store import AnyPath, read_parquet
 from curate.media.image import pictures
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import iter_tar_samples
 from curate.tables import CLIP_SCHEMA, write_table
 
@@ -52,7 +53,7 @@ def model_key(cfg: ClipConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _save_npy(path: Path, array: np.ndarray[Any, Any]) -> None:
+def _save_npy(path: AnyPath, array: np.ndarray[Any, Any]) -> None:
     with atomic_open(path) as f:
         np.save(f, array)
 
@@ -81,7 +82,7 @@ def frame_scores(
     return pooled, mean, best.astype(np.float32)
 
 
-def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
+def clip_partition(run_dir: RunRoot, part: str, cfg: ClipConfig) -> dict[str, Any]:
     """Embed and score one partition's samples, in features order: an image by itself, a
     clip by its sampled frames (mean and best frame score; its stored embedding the mean)."""
     import torch
@@ -89,8 +90,8 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = RunDir(run_dir)
-    uids = pl.read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
-    raw = pl.read_parquet(run.raw_table(part), columns=["uid", "caption"])
+    uids = read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
+    raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
     captions = dict(zip(raw["uid"], raw["caption"], strict=True))
     wanted = set(uids)
     found: dict[str, list[bytes]] = {}
@@ -113,7 +114,7 @@ def clip_partition(run_dir: str, part: str, cfg: ClipConfig) -> dict[str, Any]:
     return {"partition": part, "samples": len(uids), "model": model_key(cfg)}
 
 
-def clear_clip(run_dir: str) -> dict[str, Any]:
+def clear_clip(run_dir: RunRoot) -> dict[str, Any]:
     """CLIP is off: remove what an earlier run with it on left, in one task for the run."""
     run = RunDir(run_dir)
     removed = 0
@@ -126,7 +127,7 @@ def clear_clip(run_dir: str) -> dict[str, Any]:
 
 def _plan(p: Plan) -> list[Task]:
     run, cfg = p.run, p.cfg.clip
-    root = str(run.root)
+    root = run.root
     if not cfg.enabled:
         return [Task("off", clear_clip, (root,), digest("off"))]
     key = model_key(cfg)

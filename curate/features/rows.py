@@ -16,8 +16,9 @@ import polars as pl
 from curate.engine.stage import digest
 from curate.features.hashes import sha256_hex, signature
 from curate.features.text import caption_hash
+from curate.io.store import read_parquet
 from curate.media.image import IMAGE_EXTS, pictures
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import iter_tar_samples
 from curate.tables import FEATURES_SCHEMA, write_table
 
@@ -86,10 +87,10 @@ def write_features(run: RunDir, part: str, rows: list[dict[str, Any]]) -> dict[s
     return {"partition": part, "samples": table.height}
 
 
-def features_partition(run_dir: str, part: str) -> dict[str, Any]:
+def features_partition(run_dir: RunRoot, part: str) -> dict[str, Any]:
     """The features stage's task: features of the ok samples of raw/NNNNN.tar."""
     run = RunDir(run_dir)
-    raw = pl.read_parquet(run.raw_table(part)).filter(pl.col("status") == "ok")
+    raw = read_parquet(run.raw_table(part)).filter(pl.col("status") == "ok")
     records = {r["uid"]: r for r in raw.to_dicts()}
     found = [
         feature_row(records[key], members)

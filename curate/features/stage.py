@@ -27,7 +27,7 @@ def _plan(p: Plan) -> list[Task]:
         Task(
             part,
             features_partition,
-            (str(run.root), part),
+            (run.root, part),
             features_inputs(_raw_sha256(run, part)),
             (run.features(part),),
         )

@@ -19,8 +19,9 @@ from curate.engine.threads import bounded_map
 from curate.errors import SampleFailure
 from curate.features.rows import feature_row, features_inputs, write_features
 from curate.fetch.http import Fetcher, get_fetcher
+from curate.io.store import read_parquet
 from curate.media.image import process_image
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import TarShardWriter, iter_tar_samples
 from curate.tables import RAW_SCHEMA, sample_json, write_table
 
@@ -121,7 +122,7 @@ def _previous(
 
     The parquet is the truth; the tar only supplies members of rows it marks ok.
     """
-    table = pl.read_parquet(run.raw_table(part))
+    table = read_parquet(run.raw_table(part))
     keep = table.filter(pl.col("reason").is_null() | ~pl.col("reason").is_in(list(retry)))
     records = {r["uid"]: r for r in keep.to_dicts()}
     ok = {uid for uid, r in records.items() if r["status"] == "ok"}
@@ -131,7 +132,7 @@ def _previous(
 
 def fetch_partition(
     cfg: PipelineConfig,
-    run_dir: str,
+    run_dir: RunRoot,
     part: str,
     share: float = 1.0,
     retry: frozenset[str] | None = None,
@@ -143,7 +144,7 @@ def fetch_partition(
     everything else is carried over, so the result merges into the same output.
     """
     run = RunDir(run_dir)
-    rows = pl.read_parquet(run.ingest(part)).to_dicts()
+    rows = read_parquet(run.ingest(part)).to_dicts()
     previous = _previous(run, part, retry) if retry is not None else {}
     fetcher = get_fetcher(cfg.fetch, share)  # once per partition, shared by its threads
 
@@ -186,7 +187,7 @@ def retryable_partitions(run: RunDir, reasons: frozenset[str]) -> list[str]:
         path = run.raw_table(part)
         if (
             path.exists()
-            and pl.read_parquet(path, columns=["reason"])["reason"].is_in(list(reasons)).any()
+            and read_parquet(path, columns=["reason"])["reason"].is_in(list(reasons)).any()
         ):
             found.append(part)
     return found

@@ -16,7 +16,7 @@ def _plan(p: Plan) -> list[Task]:
     if cfg.media is not None:
         return []  # a video pipeline's inputs become clips in the clips stage
     share = 1.0 / max(1, p.workers)
-    root = str(run.root)
+    root = run.root
     retry = set(retryable_partitions(run, RETRY_FAILED_REASONS)) if p.retry_failed else set()
     tasks = []
     for part in run.partitions():

@@ -28,11 +28,13 @@ __all__ = [
     "caption_language",
     "caption_length",
     "caption_words",
+    "clip_above_cut",
     "clip_threshold",
     "clip_top_fraction",
     "max_aspect_ratio",
     "min_side",
     "short_side",
+    "top_fraction_cut",
 ]
 
 _EPS = 1e-9  # so fraction * n like 0.3 * 10 = 3.0000000000000004 or 2.9999999999999996 is 3
@@ -78,6 +80,42 @@ def clip_top_fraction(frame: Frame, fraction: float, column: str = "clip_score")
         pl.when(s.is_null())
         .then(pl.lit("clip_score_missing"))
         .when(position >= budget)
+        .then(pl.lit("clip_score_not_top"))
+    )
+    return add_reason(frame, reason)
+
+
+def top_fraction_cut(
+    frame: pl.DataFrame, fraction: float, column: str = "clip_score"
+) -> tuple[float, str] | None:
+    """(score, uid) of the last row `clip_top_fraction` keeps in `frame` (columns uid and
+    `column`), or None when it keeps none: the one global fact its partition-wise form,
+    `clip_above_cut`, needs."""
+    _check_fraction(fraction)
+    scored = frame.select("uid", _score(column).alias("s")).drop_nulls("s")
+    budget = int(np.floor(scored.height * fraction + _EPS))
+    if budget == 0:
+        return None
+    last = scored.sort(["s", "uid"], descending=[True, False]).row(budget - 1)
+    return float(last[1]), str(last[0])
+
+
+def clip_above_cut(
+    frame: Frame, cut: tuple[float, str] | None, column: str = "clip_score"
+) -> Frame:
+    """`clip_top_fraction` given its cut from `top_fraction_cut` over the whole corpus: a row
+    is kept when its (score, uid) comes no later than the cut in (score desc, uid asc)."""
+    require(frame, "clip_top_fraction", column, "uid")
+    s = _score(column)
+    if cut is None:
+        kept = pl.lit(False)
+    else:
+        score, uid = cut
+        kept = (s > score) | ((s == score) & (pl.col("uid") <= uid))
+    reason = (
+        pl.when(s.is_null())
+        .then(pl.lit("clip_score_missing"))
+        .when(~kept)
         .then(pl.lit("clip_score_not_top"))
     )
     return add_reason(frame, reason)

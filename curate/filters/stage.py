@@ -1,16 +1,20 @@
-"""The filter stage: the configured keep rules over the deduplicated feature table.
+"""The filter stages: the configured keep rules over the deduplicated samples, by partition.
 
 Runs after dedup, on its survivors (a top fraction means a fraction of the deduplicated
-corpus), and writes `decisions/filter.parquet`: dropped uid, first reason, all reasons. One
-whole-corpus task; it reruns when features, CLIP scores, dedup's decisions or `filters`
-change, e.g. a new `clip_min_score` after `curate calibrate`.
+corpus). Every rule but the top fraction is a function of one row, so each partition is
+judged by its own task, which writes `decisions/filter/NNNNN.parquet`: dropped uid, first
+reason, all reasons. The top fraction needs one corpus-wide fact, the (score, uid) of the
+last row it keeps: the `cut` stage finds it from the survivors' scores alone and writes
+`decisions/clip_cut.json` (it plans nothing when the rule is off). Tasks rerun when
+features, CLIP scores, dedup's decisions or `filters` change, e.g. a new `clip_min_score`
+after `curate calibrate`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -20,15 +24,19 @@ from curate.filters.reasons import REASONS, apply_rules, dropped, first_reason
 from curate.filters.rules import (
     caption_language,
     caption_length,
+    clip_above_cut,
     clip_threshold,
     clip_top_fraction,
     max_aspect_ratio,
     min_side,
+    top_fraction_cut,
 )
-from curate.rundir import RunDir
-from curate.tables import FILTER_SCHEMA, feature_table, read_dedup, write_table
+from curate.io.atomic import read_json, write_json
+from curate.io.store import read_parquet
+from curate.rundir import RunDir, RunRoot
+from curate.tables import FILTER_SCHEMA, read_dedup, write_table
 
-__all__ = ["FILTER", "rules_from_config", "run_filters"]
+__all__ = ["CUT", "FILTER", "cut_task", "filter_partition", "rules_from_config"]
 
 # Bump when a rule changes its decisions.
 FILTER_VERSION = "1"
@@ -36,8 +44,12 @@ FILTER_VERSION = "1"
 Rule = Callable[[pl.DataFrame], pl.DataFrame]
 
 
-def rules_from_config(cfg: FilterConfig) -> list[Rule]:
-    """The configured rules in a fixed order: cheap metadata checks first, CLIP last."""
+def rules_from_config(
+    cfg: FilterConfig, cut: tuple[float, str] | Literal["global"] | None = "global"
+) -> list[Rule]:
+    """The configured rules in a fixed order: cheap metadata checks first, CLIP last. The
+    top fraction is ranked over the frame given (`"global"`), or applied as a known `cut`
+    (a partition of a corpus whose cut `top_fraction_cut` found)."""
     rules: list[Rule] = []
     if cfg.min_side is not None:
         rules.append(partial(min_side, pixels=cfg.min_side))
@@ -67,41 +79,103 @@ def rules_from_config(cfg: FilterConfig) -> list[Rule]:
     if cfg.clip_min_score is not None:
         rules.append(partial(clip_threshold, min_score=cfg.clip_min_score, column=column))
     if cfg.clip_top_fraction is not None:
-        rules.append(partial(clip_top_fraction, fraction=cfg.clip_top_fraction, column=column))
+        if cut == "global":
+            rules.append(partial(clip_top_fraction, fraction=cfg.clip_top_fraction, column=column))
+        else:
+            rules.append(partial(clip_above_cut, cut=cut, column=column))
     return rules
 
 
-def run_filters(run_dir: str, cfg: PipelineConfig) -> dict[str, Any]:
-    """The task: apply the rules to dedup's survivors and write decisions/filter.parquet."""
+def score_column(cfg: FilterConfig) -> str:
+    return "clip_score" if cfg.clip_score_of == "mean" else "clip_score_max"
+
+
+def _survivors(run: RunDir, part: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A partition's features with caption and CLIP scores, less what dedup dropped."""
+    frame = read_parquet(run.features(part), columns=columns)
+    if columns is None:
+        frame = frame.drop("thumb")
+        raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
+        frame = frame.join(raw, on="uid", how="left", maintain_order="left")
+    if run.clip_scores(part).exists():
+        scores = read_parquet(run.clip_scores(part))
+        frame = frame.join(scores, on="uid", how="left", maintain_order="left")
+    gone = read_dedup(run)["uid"].implode()
+    return frame.filter(~pl.col("uid").is_in(gone))
+
+
+def cut_task(run_dir: RunRoot, cfg: PipelineConfig) -> dict[str, Any]:
+    """The top fraction's cut over every partition's dedup survivors, from uid and score
+    alone (the one column-wide read of the filter stages)."""
     run = RunDir(run_dir)
-    rules = rules_from_config(cfg.filters)
+    fraction = cfg.filters.clip_top_fraction
+    assert fraction is not None
+    column = score_column(cfg.filters)
+    frames = []
+    for part in run.partitions():
+        if run.features(part).exists():
+            frame = _survivors(run, part, ["uid"])
+            frames.append(frame.select("uid", column) if column in frame.columns else None)
+    present = [f for f in frames if f is not None]
+    scores = pl.concat(present) if present else pl.DataFrame({"uid": [], column: []})
+    cut = top_fraction_cut(scores, fraction, column)
+    write_json(run.clip_cut, {"column": column, "fraction": fraction, "cut": cut})
+    return {"scored": int(scores[column].count()), "cut": cut}
+
+
+def filter_partition(run_dir: RunRoot, cfg: PipelineConfig, part: str) -> dict[str, Any]:
+    """The task: apply the rules to a partition's dedup survivors and write its decisions."""
+    run = RunDir(run_dir)
+    cut: tuple[float, str] | Literal["global"] | None = "global"
+    if cfg.filters.clip_top_fraction is not None:
+        found = read_json(run.clip_cut)["cut"]
+        cut = None if found is None else (float(found[0]), str(found[1]))
+    rules = rules_from_config(cfg.filters, cut)
     result = pl.DataFrame(schema=FILTER_SCHEMA)
-    table = feature_table(run)
-    if rules and table.height:
-        dups = read_dedup(run)
-        survivors = table.filter(~pl.col("uid").is_in(dups["uid"].implode()))
+    if rules and run.features(part).exists():
+        survivors = _survivors(run, part)
         judged = dropped(apply_rules(survivors, rules))
         result = judged.select(
             "uid",
             first_reason().alias("filter_reason"),
             pl.col(REASONS).list.join(",").alias("filter_reasons"),
         )
-    write_table(run.decision("filter"), result)
+    write_table(run.filter_decisions(part), result)
     counts = result.group_by("filter_reason").len().sort("filter_reason")
     return {"dropped": {r: int(n) for r, n in counts.iter_rows()}}
 
 
-def _plan(p: Plan) -> list[Task]:
+def _shared(p: Plan) -> str:
     run = p.run
-    inputs = digest(
+    return digest(
         FILTER_VERSION,
-        stage_digest(run, "features"),
         stage_digest(run, "clip"),
         stage_digest(run, "dedup"),
         p.cfg.filters,
     )
-    outputs = (run.decision("filter"),)
-    return [Task("all", run_filters, (str(run.root), p.cfg), inputs, outputs)]
 
 
+def _cut_plan(p: Plan) -> list[Task]:
+    if p.cfg.filters.clip_top_fraction is None:
+        return []
+    inputs = digest(_shared(p), stage_digest(p.run, "features"))
+    return [Task("all", cut_task, (p.run.root, p.cfg), inputs, (p.run.clip_cut,))]
+
+
+def _plan(p: Plan) -> list[Task]:
+    run = p.run
+    shared = digest(_shared(p), stage_digest(run, "cut"))
+    return [
+        Task(
+            part,
+            filter_partition,
+            (run.root, p.cfg, part),
+            digest(shared, run.marker("features", part)),
+            (run.filter_decisions(part),),
+        )
+        for part in run.partitions()
+    ]
+
+
+CUT = Stage("cut", _cut_plan)
 FILTER = Stage("filter", _plan)

@@ -18,6 +18,7 @@ import polars as pl
 
 from curate.config import FolderSource, HFSource, TableSource
 from curate.errors import IngestError
+from curate.io.store import StorageOptions, is_url, location
 from curate.tables import INGEST_SCHEMA
 
 __all__ = [
@@ -79,9 +80,15 @@ def _table_format(path: str, declared: str) -> tuple[str, bool]:
     raise IngestError(f"{path}: cannot tell the format from the suffix; set `format`")
 
 
-def _read_one_table(path: str, fmt: str, gz: bool) -> pl.DataFrame:
+def _read_one_table(
+    path: str, fmt: str, gz: bool, options: StorageOptions | None = None
+) -> pl.DataFrame:
     raw: bytes | str = path
-    if gz:
+    if is_url(path):  # a store object: read its bytes once through fsspec
+        raw = location(path, options).read_bytes()
+        if gz:
+            raw = gzip.decompress(raw)
+    elif gz:
         with gzip.open(path, "rb") as f:
             raw = f.read()
     src = io.BytesIO(raw) if isinstance(raw, bytes) else raw
@@ -93,8 +100,13 @@ def _read_one_table(path: str, fmt: str, gz: bool) -> pl.DataFrame:
     return pl.read_ndjson(src)
 
 
-def _expand(path: str) -> list[str]:
-    paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+def _expand(path: str, options: StorageOptions | None = None) -> list[str]:
+    if is_url(path) and glob.has_magic(path):
+        where = location(path, options)
+        protocol = path.split("://", 1)[0]
+        paths = sorted(f"{protocol}://{p}" for p in where.fs.glob(where.path))
+    else:
+        paths = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
     if not paths:
         raise IngestError(f"{path}: no file matches this pattern")
     return paths
@@ -118,13 +130,13 @@ def _select_columns(
     return [c for c in df.columns if c not in required]
 
 
-def read_table(src: TableSource) -> pl.DataFrame:
+def read_table(src: TableSource, options: StorageOptions | None = None) -> pl.DataFrame:
     """Read a URL list (csv/tsv/parquet/jsonl, .gz too) into the ingest table."""
     frames = []
-    for path in _expand(src.path):
+    for path in _expand(src.path, options):
         fmt, gz = _table_format(path, src.format)
         try:
-            frames.append(_read_one_table(path, fmt, gz))
+            frames.append(_read_one_table(path, fmt, gz, options))
         except (OSError, pl.exceptions.PolarsError, EOFError) as err:
             raise IngestError(
                 f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {err}"
@@ -220,17 +232,27 @@ def read_hf(src: HFSource) -> pl.DataFrame:
     return _finish(df.select(cols), src.name or Path(src.path).name, "url")
 
 
-def read_source(src: TableSource | FolderSource | HFSource) -> pl.DataFrame:
+def read_source(
+    src: TableSource | FolderSource | HFSource, options: StorageOptions | None = None
+) -> pl.DataFrame:
     if isinstance(src, TableSource):
-        return read_table(src)
+        return read_table(src, options)
+    if is_url(src.path):
+        raise IngestError(
+            f"{src.path}: {src.kind} sources are read from a local path; copy it down, or "
+            "list its files in a table source (table sources may be URLs)"
+        )
     if isinstance(src, FolderSource):
         return read_folder(src)
     return read_hf(src)
 
 
-def ingest(sources: list[TableSource | FolderSource | HFSource]) -> pl.DataFrame:
-    """All sources, in config order; raises IngestError before any work starts."""
-    frames = [read_source(s) for s in sources]
+def ingest(
+    sources: list[TableSource | FolderSource | HFSource], options: StorageOptions | None = None
+) -> pl.DataFrame:
+    """All sources, in config order; raises IngestError before any work starts. Table
+    sources may be store URLs (s3://, gs://, hf://), read with `options` for their protocol."""
+    frames = [read_source(s, options) for s in sources]
     df = pl.concat(frames) if len(frames) > 1 else frames[0]
     dup = df.filter(pl.col("uid").is_duplicated())
     if dup.height:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from PIL import Image
 from curate.config import LabelsConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
 from curate.io.atomic import atomic_open
+from curate.io.store import load_npy, read_parquet, remove_tree
 from curate.labels.members import (
     LABELS_VERSION,
     audiomask_member,
@@ -37,7 +37,7 @@ from curate.labels.negatives import pick_negatives, quantise
 from curate.labels.regions import fit_codebook, region_features
 from curate.labels.seed import rng_for
 from curate.media.image import pictures
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.final import kept_samples
 from curate.shards.tar import TarShardWriter, iter_tar_samples
 from curate.tables import raw_table, write_table
@@ -93,8 +93,8 @@ def _text_embeddings(run: RunDir, kept: pl.DataFrame) -> np.ndarray | None:
         path = run.text_embeddings(part)
         if not path.exists() or not run.features(part).exists():
             return None
-        uids = pl.read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
-        emb = np.load(path)
+        uids = read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
+        emb = load_npy(path)
         rows.update(zip(uids, emb, strict=True))
     uids = kept["uid"].to_list()
     if any(u not in rows for u in uids):
@@ -130,7 +130,7 @@ def _negatives(
     return out
 
 
-def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
+def labelset_task(run_dir: RunRoot, spec: LabelsConfig) -> dict[str, Any]:
     """The corpus-wide parts: region codebook, ITM and VSM negatives."""
     run = RunDir(run_dir)
     kept = _kept(run)
@@ -185,17 +185,17 @@ def labelset_task(run_dir: str, spec: LabelsConfig) -> dict[str, Any]:
     return {"samples": len(uids), "codebook": len(book), "hard_negatives": hard}
 
 
-def labels_partition(run_dir: str, part: str, cfg: PipelineConfig) -> dict[str, Any]:
+def labels_partition(run_dir: RunRoot, part: str, cfg: PipelineConfig) -> dict[str, Any]:
     """Label members of the partition's kept samples into labels/NNNNN.tar."""
     spec = cfg.labels
     assert spec is not None
     run = RunDir(run_dir)
     kept = _kept(run).filter(pl.col("partition") == part)
     captions = dict(zip(kept["uid"], kept["caption"], strict=True))
-    itm = pl.read_parquet(run.decision("itm"))
+    itm = read_parquet(run.decision("itm"))
     negatives = dict(zip(itm["uid"], itm["itm"], strict=True))
     subtitles = dict(zip(itm["uid"], itm["vsm"], strict=True))
-    book = np.load(run.codebook)
+    book = load_npy(run.codebook)
     names = set(label_members(cfg))
     n = 0
     with TarShardWriter(run.labels_tar(part)) as tar:
@@ -224,13 +224,13 @@ def labels_partition(run_dir: str, part: str, cfg: PipelineConfig) -> dict[str, 
     return {"partition": part, "samples": n}
 
 
-def clear_labels(run_dir: str) -> dict[str, Any]:
+def clear_labels(run_dir: RunRoot) -> dict[str, Any]:
     """No labels: remove what an earlier run with them left."""
     run = RunDir(run_dir)
     removed = run.codebook.exists() + run.decision("itm").exists()
     run.codebook.unlink(missing_ok=True)
     run.decision("itm").unlink(missing_ok=True)
-    shutil.rmtree(run.root / "labels", ignore_errors=True)
+    remove_tree(run.root / "labels")
     return {"removed": removed}
 
 
@@ -264,7 +264,7 @@ def _inputs(p: Plan) -> str:
 
 def _labelset(p: Plan) -> list[Task]:
     run, spec = p.run, p.cfg.labels
-    root = str(run.root)
+    root = run.root
     if spec is None:
         return [Task("off", clear_labels, (root,), digest("off"))]
     outputs = (run.codebook, run.decision("itm"))
@@ -277,7 +277,7 @@ def _labels(p: Plan) -> list[Task]:
         return []
     inputs = digest(_inputs(p), stage_digest(run, "labelset"))
     return [
-        Task(part, labels_partition, (str(run.root), part, p.cfg), inputs, (run.labels_tar(part),))
+        Task(part, labels_partition, (run.root, part, p.cfg), inputs, (run.labels_tar(part),))
         for part in run.partitions()
     ]
 

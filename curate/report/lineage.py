@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from curate.engine.stage import read_marker, read_timings
+from curate.io.store import AnyPath, scan_files
 from curate.report import media
 from curate.rundir import RunDir
 from curate.tables import open_ledger, parent_expr, parent_uid
@@ -58,7 +58,8 @@ def _labels(run: RunDir, shard: str | None, key: str | None) -> dict[str, Any]:
     """What the final shard holds for the key, with a short reading of each label."""
     if not shard or not key:
         return {}
-    got = media.read_members({run.shards_dir / shard: [key]}, lambda s: True).get(key, {})
+    shards: dict[AnyPath, list[str]] = {run.shards_dir / shard: [key]}
+    got = media.read_members(shards, lambda s: True).get(key, {})
     out: dict[str, Any] = {"members": sorted(got)}
     if "mlm.npz" in got:
         z = np.load(io.BytesIO(got["mlm.npz"]))
@@ -127,12 +128,12 @@ def _stages(run: RunDir, row: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _row(path: Path, uid: str, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
+def _row(path: AnyPath, uid: str, drop: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """The row of `uid` in one parquet table (predicate pushed down: a video's many clips
     each read one row, not the table), or None when the table or row is absent."""
     if not path.exists():
         return None
-    lf = pl.scan_parquet(path).filter(pl.col("uid") == uid)
+    lf = scan_files([path]).filter(pl.col("uid") == uid)
     keep = [c for c in lf.collect_schema().names() if c not in drop]
     return _one(lf.select(keep).collect())
 
@@ -145,7 +146,7 @@ def lineage(run: RunDir, row: dict[str, Any]) -> dict[str, Any]:
         source = _row(run.ingest(part), parent_uid(uid), drop=("image",))
         raw = _row(run.raw_table(part), uid)
         features = _row(run.features(part), uid, drop=("thumb",))
-    filt = _row(run.decision("filter"), uid)
+    filt = _row(run.filter_decisions(part), uid) if part is not None else None
     kept = None
     if row.get("dup_of"):
         kept = _one(
@@ -156,7 +157,8 @@ def lineage(run: RunDir, row: dict[str, Any]) -> dict[str, Any]:
         )
     meta = None
     if part is not None:
-        got = media.read_members({run.raw_tar(part): [uid]}, lambda s: s == "json")
+        tars: dict[AnyPath, list[str]] = {run.raw_tar(part): [uid]}
+        got = media.read_members(tars, lambda s: s == "json")
         meta = media.sample_meta(got.get(uid, {})) or None
     return {
         "uid": uid,

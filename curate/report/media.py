@@ -11,11 +11,11 @@ import json
 import struct
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
 
+from curate.io.store import AnyPath
 from curate.media.image import pictures
 from curate.shards.tar import read_keys
 
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def read_members(
-    tars: Mapping[Path, Iterable[str]],
+    tars: Mapping[AnyPath, Iterable[str]],
     want: Callable[[str], bool],
     head: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, bytes]]:

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from curate.io.atomic import read_json, write_bytes
+from curate.io.store import AnyPath, as_path, scan_files
 from curate.media.image import is_picture, pictures
 from curate.report import media
 from curate.report import views as V
@@ -40,7 +41,7 @@ class Report:
     """What `build_report` wrote: the file, its size, seconds taken, and how many
     thumbnails and charts it embeds (the browser test checks the page against these)."""
 
-    path: Path
+    path: AnyPath
     bytes: int
     seconds: float
     images: int
@@ -80,13 +81,13 @@ class _Ctx:
         )
         return out
 
-    def tars(self, uids: Iterable[str]) -> dict[Path, list[str]]:
+    def tars(self, uids: Iterable[str]) -> dict[AnyPath, list[str]]:
         """Which raw tar holds each uid (from the ledger's partition column)."""
         want = list(dict.fromkeys(uids))
         if not want:
             return {}
         rows = self.ledger.filter(pl.col("uid").is_in(want)).select("uid", "partition").collect()
-        out: dict[Path, list[str]] = defaultdict(list)
+        out: dict[AnyPath, list[str]] = defaultdict(list)
         for uid, part in rows.iter_rows():
             if part is not None:
                 out[self.run.raw_tar(part)].append(uid)
@@ -247,7 +248,7 @@ def _distances(ctx: _Ctx, pairs: list[tuple[str, str]]) -> dict[tuple[str, str],
     if not files or not uids:
         return {}
     feats = (
-        pl.scan_parquet(files)
+        scan_files(list(files))
         .filter(pl.col("uid").is_in(uids))
         .select("uid", "phash", "frame_phash")
         .collect()
@@ -346,7 +347,7 @@ def clip_table(run: RunDir, ledger: pl.LazyFrame) -> pl.DataFrame:
         .select("uid", "status", "caption", "partition")
         .collect()
     )
-    tars: dict[Path, list[str]] = defaultdict(list)
+    tars: dict[AnyPath, list[str]] = defaultdict(list)
     for uid, _, _, part in clips.iter_rows():
         if part is not None:
             tars[run.raw_tar(part)].append(uid)
@@ -461,7 +462,7 @@ def _labels(ctx: _Ctx) -> str:
     )
     chosen = V.pick(written["uid"], 4, salt="labels")
     rows = written.filter(pl.col("uid").is_in(chosen))
-    tars: dict[Path, list[str]] = defaultdict(list)
+    tars: dict[AnyPath, list[str]] = defaultdict(list)
     for _, shard, key in rows.iter_rows():
         tars[ctx.run.shards_dir / shard].append(key)
     got = media.read_members(tars, lambda s: True)
@@ -634,7 +635,7 @@ def build_report(out: str | Path, path: str | Path | None = None) -> Report:
         f"<header><h1>curate report: {name}</h1></header><nav>{''.join(nav)}</nav>"
         f"<main>{''.join(body)}</main></body></html>"
     )
-    target = Path(path) if path is not None else run.report
+    target = as_path(path) if path is not None else run.report
     data = page.encode()
     write_bytes(target, data)
     return Report(target, len(data), time.perf_counter() - t0, ctx.images, ctx.charts, names)

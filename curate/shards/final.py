@@ -1,24 +1,36 @@
 """Final shards: kept samples from raw partitions, resharded to a fixed size, in input order.
 
-The plan is a pure function of the raw parquets, so every final shard can be written by any
-worker, alone, and rewritten byte-identically after a crash.
+The plan is a pure function of the raw parquets and the decisions. One task (`plan` stage)
+computes it on a worker and writes it down: `decisions/plan/NNNNN.parquet`, the members of
+each shard, and `decisions/placement/PPPPP.parquet`, where each partition's kept samples go.
+The driver then reads only the shard names and digests, every final shard can be written by
+any worker alone from its own plan file, and rewritten byte-identically after a crash.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from curate.io.atomic import write_json
+from curate.io.store import AnyPath, read_parquet
 from curate.labels.seed import rng_for
-from curate.rundir import RunDir
+from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import TarShardWriter, iter_tar_samples
-from curate.tables import raw_table, read_dedup, read_filtered
+from curate.tables import PLACEMENT_SCHEMA, read_dedup, read_filtered, write_table
 
-__all__ = ["ShardPlan", "kept_samples", "plan_shards", "sha256_file", "write_final_shard"]
+__all__ = [
+    "ShardPlan",
+    "kept_samples",
+    "plan_shards",
+    "plan_task",
+    "read_plan",
+    "sha256_file",
+    "write_final_shard",
+]
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,19 @@ class ShardPlan:
 
 
 def kept_samples(run: RunDir) -> pl.DataFrame:
-    """`partition`, `uid` of every fetched sample no decision dropped, in input order."""
-    table = raw_table(run)
-    gone = pl.concat([read_dedup(run)["uid"], read_filtered(run)["uid"]]).implode()
-    kept = table.filter((pl.col("status") == "ok") & ~pl.col("uid").is_in(gone))
-    return kept.select("partition", "uid")
+    """`partition`, `uid` of every fetched sample no decision dropped, in input order (read
+    partition by partition, two columns each)."""
+    gone = read_dedup(run)["uid"].implode()
+    frames = []
+    for part in run.partitions():
+        if not run.raw_table(part).exists():
+            continue
+        raw = read_parquet(run.raw_table(part), columns=["uid", "status"])
+        dropped = read_filtered(run, part)["uid"].implode()
+        ok = (pl.col("status") == "ok") & ~pl.col("uid").is_in(gone) & ~pl.col("uid").is_in(dropped)
+        frames.append(raw.filter(ok).select(partition=pl.lit(part), uid="uid"))
+    empty = pl.DataFrame(schema={"partition": pl.String(), "uid": pl.String()})
+    return pl.concat(frames) if frames else empty
 
 
 def plan_shards(
@@ -62,18 +82,51 @@ def plan_shards(
     return plans
 
 
-def sha256_file(path: Path) -> str:
+def plan_task(run_dir: RunRoot, samples_per_shard: int, shuffle_seed: int | None) -> dict[str, Any]:
+    """The plan stage's task: each shard's members and each partition's placement, written
+    down; returns the shard names with their plan digests (all the driver reads)."""
+    run = RunDir(run_dir)
+    plans = plan_shards(kept_samples(run), samples_per_shard, shuffle_seed)
+    placed: dict[str, list[tuple[str, str, str]]] = {p: [] for p in run.partitions()}
+    for plan in plans:
+        write_table(
+            run.shard_plan(plan.name),
+            pl.DataFrame(list(plan.members), schema=["partition", "uid"], orient="row"),
+        )
+        for part, uid in plan.members:
+            placed[part].append((uid, f"{plan.name}.tar", uid))
+    names = {plan.name for plan in plans}
+    for stale in run.shard_plans():
+        if stale.stem not in names:
+            stale.unlink()
+    for part, rows in placed.items():
+        frame = pl.DataFrame(rows, schema=PLACEMENT_SCHEMA, orient="row")
+        write_table(run.placement(part), frame.sort("uid"))
+    shards = [[plan.name, plan.digest[:16], len(plan.members)] for plan in plans]
+    write_json(run.plan_index, {"shards": shards})
+    return {"shards": shards}
+
+
+def read_plan(run: RunDir, name: str) -> ShardPlan:
+    """A shard's plan as the plan task wrote it."""
+    frame = read_parquet(run.shard_plan(name))
+    members = tuple(zip(frame["partition"].to_list(), frame["uid"].to_list(), strict=True))
+    return ShardPlan(index=int(name), name=name, members=members)
+
+
+def sha256_file(path: AnyPath) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def write_final_shard(run_dir: str, plan: ShardPlan) -> dict[str, Any]:
+def write_final_shard(run_dir: RunRoot, name: str) -> dict[str, Any]:
     """Copy the planned samples out of their raw tars (with their labels, when the labels
     stage wrote any) into shards/NNNNN.tar."""
     run = RunDir(run_dir)
+    plan = read_plan(run, name)
     wanted: dict[str, set[str]] = {}
     for part, uid in plan.members:
         wanted.setdefault(part, set()).add(uid)

@@ -1,56 +1,43 @@
-"""sizes.json and manifest.json, written after every shard is done, with the placement.
+"""sizes.json and manifest.json, written after every shard is done.
 
-sizes.json is what open_clip's loader reads beside the tars. decisions/placement.parquet
-records which shard and key each kept sample got, for the ledger.
+sizes.json is what open_clip's loader reads beside the tars. Which shard and key each kept
+sample got is the plan's placement (`decisions/placement/`), read by the ledger.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from curate.io.atomic import write_json
-from curate.rundir import RunDir
-from curate.shards.final import kept_samples, plan_shards
-from curate.tables import MANIFEST_VERSION, PLACEMENT_SCHEMA, Manifest, write_table
+from curate.rundir import RunDir, RunRoot
+from curate.tables import MANIFEST_VERSION, Manifest
 
-__all__ = ["manifest_task", "write_manifest", "write_placement"]
-
-
-def write_placement(
-    run: RunDir, samples_per_shard: int, shards: list[str], shuffle_seed: int | None = None
-) -> None:
-    """decisions/placement.parquet from the same plan the shard tasks wrote, checked
-    against the shards they reported."""
-    plans = plan_shards(kept_samples(run), samples_per_shard, shuffle_seed)
-    if [f"{p.name}.tar" for p in plans] != shards:
-        raise RuntimeError(f"shard plan {len(plans)} shards, shard tasks reported {len(shards)}")
-    placement = pl.DataFrame(
-        [(uid, f"{p.name}.tar", uid) for p in plans for _, uid in p.members],
-        schema=PLACEMENT_SCHEMA,
-        orient="row",
-    )
-    write_table(run.decision("placement"), placement)
+__all__ = ["manifest_task", "write_manifest"]
 
 
 def manifest_task(
-    run_dir: str,
+    run_dir: RunRoot,
     summaries: list[dict[str, Any]],
     members: list[str],
     config_hash: str,
-    samples_per_shard: int,
+    planned: list[list[Any]],
+    plans: list[str],
     labels: dict[str, Any] | None = None,
-    shuffle_seed: int | None = None,
 ) -> dict[str, Any]:
-    """The manifest stage's task: the placement, then sizes.json and manifest.json."""
-    shards = [s["shard"] for s in summaries]
-    write_placement(RunDir(run_dir), samples_per_shard, shards, shuffle_seed)
+    """The manifest stage's task: check the shards written against the plan (names, sizes,
+    and the plan digest each was written from), then sizes.json and manifest.json."""
+    wrote = [(s["shard"], s["samples"], d) for s, d in zip(summaries, plans, strict=True)]
+    want = [(f"{name}.tar", n, digest) for name, digest, n in planned]
+    if wrote != want:
+        raise RuntimeError(
+            f"shard plan has {len(want)} shards, the shard tasks reported {len(wrote)} "
+            "or other members"
+        )
     return write_manifest(run_dir, summaries, members, config_hash, labels)
 
 
 def write_manifest(
-    run_dir: str,
+    run_dir: RunRoot,
     summaries: list[dict[str, Any]],
     members: list[str],
     config_hash: str,

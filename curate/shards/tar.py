@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from curate.io.atomic import atomic_open
+from curate.io.store import AnyPath, as_path
 
 __all__ = ["FIXED_MTIME", "TarShardWriter", "check_key", "iter_tar_samples", "read_keys"]
 
@@ -68,8 +68,8 @@ def check_key(key: str) -> str:
 class TarShardWriter:
     """Write samples to `path` through `path.tmp`; the rename happens on a clean close."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | AnyPath) -> None:
+        self.path = as_path(path)
         self._ctx = atomic_open(self.path)
         self._file: BinaryIO = self._ctx.__enter__()
         self._offset = 0
@@ -139,7 +139,7 @@ def _plain_header(block: bytes) -> tuple[str, int] | None:
     return name, size
 
 
-def _plain_members(path: Path) -> list[tuple[str, int, int]] | None:
+def _plain_members(path: AnyPath) -> list[tuple[str, int, int]] | None:
     """(name, data offset, size) of every member when all are plain regular files, else None.
     Reads headers only, seeking over the data."""
     found: list[tuple[str, int, int]] = []
@@ -181,7 +181,7 @@ def _group(
         yield current, group
 
 
-def _read_plain(path: Path, index: list[tuple[str, int, int]]) -> Iterator[tuple[str, bytes]]:
+def _read_plain(path: AnyPath, index: list[tuple[str, int, int]]) -> Iterator[tuple[str, bytes]]:
     with path.open("rb") as f:
         for name, offset, size in index:
             f.seek(offset)
@@ -191,23 +191,23 @@ def _read_plain(path: Path, index: list[tuple[str, int, int]]) -> Iterator[tuple
             yield name, data
 
 
-def _read_tarfile(path: Path) -> Iterator[tuple[str, bytes]]:
-    with tarfile.open(path, mode="r|") as tar:
+def _read_tarfile(path: AnyPath) -> Iterator[tuple[str, bytes]]:
+    with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for info in tar:
             f = tar.extractfile(info) if info.isreg() else None
             if f is not None:
                 yield info.name, f.read()
 
 
-def iter_tar_samples(path: str | Path) -> Iterator[tuple[str, dict[str, bytes]]]:
+def iter_tar_samples(path: str | AnyPath) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Stream (key, {ext: bytes}) groups; skip links, devices and names that escape."""
-    p = Path(path)
+    p = as_path(path)
     index = _plain_members(p)
     yield from _group(_read_plain(p, index) if index is not None else _read_tarfile(p))
 
 
 def read_keys(
-    path: str | Path,
+    path: str | AnyPath,
     keys: Iterable[str],
     want: Callable[[str], bool] = lambda _: True,
     head: Mapping[str, int] | None = None,
@@ -218,7 +218,7 @@ def read_keys(
     been passed, which assumes a key's members are contiguous (as every curate tar writes
     them). Archives that are not plain USTAR go through tarfile; a member cut short raises
     tarfile.ReadError."""
-    p = Path(path)
+    p = as_path(path)
     listed = set(keys)
     remaining = set(listed)
     limits = head or {}

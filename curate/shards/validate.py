@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from curate.config import LabelsConfig
 from curate.io.atomic import read_json
+from curate.io.store import AnyPath
 from curate.labels.members import LABELS_VERSION, Expect, check_member
 from curate.media.image import IMAGE_EXTS, pictures
 from curate.rundir import MANIFEST, SIZES
@@ -22,7 +22,7 @@ from curate.shards.tar import iter_tar_samples
 __all__ = ["validate_shards"]
 
 
-def validate_shards(folder: Path) -> list[str]:
+def validate_shards(folder: AnyPath) -> list[str]:
     """Every problem found, each naming its shard; an empty list means the corpus is sound."""
     problems: list[str] = []
     sizes_path, manifest_path = folder / SIZES, folder / MANIFEST
@@ -127,7 +127,7 @@ def _expect(group: dict[str, bytes]) -> Expect:
 
 
 def _check_tar(
-    path: Path,
+    path: AnyPath,
     expected: int,
     members: tuple[str, ...] | None,
     owner: dict[str, str],

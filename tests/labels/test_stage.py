@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import pytest
 from conftest import pipeline_yaml
 
@@ -151,7 +150,8 @@ def test_validate_names_a_broken_label_and_a_dangling_negative(
 def test_shuffled_shards_hold_every_kept_sample_once_in_a_seeded_order(
     labelled: RunResult,
 ) -> None:
-    from curate.shards.final import kept_samples, plan_shards
+    from curate.shards.final import kept_samples, plan_shards, read_plan
+    from curate.tables import read_placement
 
     run = RunDir(labelled.output)
     kept = kept_samples(run)["uid"].to_list()
@@ -159,8 +159,12 @@ def test_shuffled_shards_hold_every_kept_sample_once_in_a_seeded_order(
     assert sorted(written) == sorted(kept) and written != kept
     again = [u for p in plan_shards(kept_samples(run), 20, 11) for _, u in p.members]
     assert again == written
-    placement = pl.read_parquet(run.decision("placement"))
-    assert placement["uid"].to_list() == written
+    planned = [u for p in run.shard_plans() for _, u in read_plan(run, p.stem).members]
+    assert planned == written
+    placement = read_placement(run)  # by partition: every written uid once, in its shard
+    assert sorted(placement["uid"].to_list()) == sorted(written)
+    where = {k: s.name for s in run.shard_files() for k, _ in iter_tar_samples(s)}
+    assert all(where[u] == shard for u, shard, _ in placement.iter_rows())
 
 
 def test_the_manifest_records_the_label_spec(labelled: RunResult) -> None:
