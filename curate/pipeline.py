@@ -8,13 +8,11 @@ declares its stage; a new one (clips, audio, labels) is an entry here.
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import polars as pl
 
 from curate.clips.stage import CLIPS
 from curate.config import PipelineConfig, config_hash, fetch_hash, load_config, parse_config
@@ -27,13 +25,12 @@ from curate.features.clip_stage import CLIP
 from curate.features.stage import FEATURES
 from curate.fetch.stage import FETCH
 from curate.filters.stage import CUT, FILTER
-from curate.io.sources import ingest
+from curate.io.ingest import stage_ingest
 from curate.io.store import AnyPath, location
 from curate.labels.stage import LABELS, LABELSET
 from curate.ledger import CARD_STAGE, LEDGER
-from curate.rundir import RunDir, partition_name
+from curate.rundir import RunDir
 from curate.shards.stage import MANIFEST, PLAN, SHARDS
-from curate.tables import write_table
 
 __all__ = ["STAGES", "RunResult", "members", "public_config", "run"]
 
@@ -65,31 +62,6 @@ class RunResult:
 def members(cfg: PipelineConfig) -> tuple[str, ...]:
     """Each sample's tar members, from the stages that add them."""
     return tuple(sorted({m for s in STAGES if s.members for m in s.members(cfg)}))
-
-
-def _fingerprint(table: pl.DataFrame) -> str:
-    """What the inputs are: uids and carried columns, local files' size and mtime, and the
-    bytes of in-source images (whose uids come from paths or row numbers alone)."""
-    h = hashlib.sha256()
-    for col in ("uid", "extra"):
-        h.update("\n".join(v or "" for v in table[col].to_list()).encode())
-    for path in table["path"].drop_nulls().to_list():
-        try:
-            st = Path(path).stat()
-            h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{path}:missing\n".encode())
-    for image in table["image"].drop_nulls().to_list():
-        h.update(hashlib.sha256(image).digest())
-    return h.hexdigest()
-
-
-def _write_ingest(run: RunDir, table: pl.DataFrame, per_part: int) -> None:
-    n = max(1, -(-table.height // per_part))
-    for i in range(n):
-        path = run.ingest(partition_name(i))
-        if not path.exists():
-            write_table(path, table.slice(i * per_part, per_part))
 
 
 def coerce_config(config: PipelineConfig | dict[str, Any] | str | Path) -> PipelineConfig:
@@ -137,13 +109,15 @@ def run(
             "give a local run directory (image-text pipelines may write to a store)"
         )
     rundir.check_location()
-    table = ingest(cfg.sources, cfg.storage_options)
-    if table.height == 0:
-        raise IngestError("the sources hold no input rows; nothing to do")
-    fp = _fingerprint(table)
-    hashes = {"config": config_hash(cfg, fp), "fetch": fetch_hash(cfg, fp)}
-    info = rundir.start(public_config(cfg), cfg.name, hashes, overwrite)
-    _write_ingest(rundir, table, cfg.ingest.samples_per_partition)
+    with tempfile.TemporaryDirectory(prefix="curate-ingest-") as folder:
+        per_part = cfg.ingest.samples_per_partition
+        staged = stage_ingest(cfg.sources, cfg.storage_options, per_part, Path(folder))
+        if staged.rows == 0:
+            raise IngestError("the sources hold no input rows; nothing to do")
+        fp = staged.fingerprint()
+        hashes = {"config": config_hash(cfg, fp), "fetch": fetch_hash(cfg, fp)}
+        info = rundir.start(public_config(cfg), cfg.name, hashes, overwrite)
+        staged.publish(rundir)
     engine = cfg.engine
     with dask_client(engine, scheduler, quiet=not progress) as client:
         if progress:

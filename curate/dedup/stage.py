@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.config import PipelineConfig
+from curate.config import DedupConfig, PipelineConfig
 from curate.dedup.evalset import eval_digest, load_eval
 from curate.dedup.find import find_duplicates
 from curate.dedup.stored import Locator, StoredThumbs, stored_semantic
@@ -31,19 +31,35 @@ __all__ = ["DEDUP", "run_dedup"]
 DEDUP_VERSION = "1"
 
 
-def search_table(run: RunDir, captions: bool) -> tuple[pl.DataFrame, Locator]:
-    """What the searches read of every partition with features: no thumbnails, captions
-    only when asked, CLIP scores when scored; and where each row's partition starts."""
+_EXACT = {"bytes": "sha256", "url_caption": "url_caption_hash", "caption": "caption_hash"}
+_RANK = ("uid", "width", "height", "original_width", "original_height")
+
+
+def search_columns(d: DedupConfig) -> list[str]:
+    """The feature columns the configured finders and the keep policy read."""
+    columns = [*_RANK, *(_EXACT[m] for m in d.exact), "frame_phash"]  # frames: which are clips
+    if d.perceptual.enabled or any(ev.images for ev in d.eval_sets):
+        columns.append("phash")
+    return columns
+
+
+def search_table(
+    run: RunDir, captions: bool, columns: list[str] | None = None
+) -> tuple[pl.DataFrame, Locator]:
+    """What the searches read of every partition with features: `columns` of the features
+    (all but the thumbnails by default), captions only when asked, the CLIP score when
+    scored; and where each row's partition starts."""
     frames, parts, heights = [], [], []
     for part in run.partitions():
         if not run.features(part).exists():
             continue
-        frame = read_parquet(run.features(part)).drop("thumb")
+        frame = read_parquet(run.features(part))
+        frame = frame.drop("thumb") if columns is None else frame.select(columns)
         if captions:
             raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
             frame = frame.join(raw, on="uid", how="left", maintain_order="left")
         if run.clip_scores(part).exists():
-            scores = read_parquet(run.clip_scores(part))
+            scores = read_parquet(run.clip_scores(part), columns=["uid", "clip_score"])
             frame = frame.join(scores, on="uid", how="left", maintain_order="left")
         frames.append(frame)
         parts.append(part)
@@ -71,7 +87,7 @@ def run_dedup(run_dir: RunRoot, cfg: PipelineConfig) -> dict[str, Any]:
     run = RunDir(run_dir)
     d = cfg.dedup
     captions = d.captions.enabled or any(ev.captions for ev in d.eval_sets)
-    table, loc = search_table(run, captions)
+    table, loc = search_table(run, captions, search_columns(d))
     if d.enabled and table.height:
         opts = cfg.storage_options
         evals = tuple(load_eval(ev, cfg.image, opts) for ev in d.eval_sets)

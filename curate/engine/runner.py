@@ -16,7 +16,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from curate.engine.stage import Task, read_marker, record_timing, timing, write_marker
+from curate.engine.stage import Task, read_markers, record_timing, timing, write_marker
+from curate.io.store import existing
 from curate.rundir import RunDir
 
 __all__ = ["run_calls", "run_stage"]
@@ -208,10 +209,12 @@ def run_stage(
     summaries: dict[str, dict[str, Any]] = {}
     todo: list[Task] = []
     changed = 0
-    for t in tasks:
-        marker = read_marker(run, stage, t.key)
+    markers = read_markers(run, stage, [t.key for t in tasks])
+    outputs = [p for t in tasks for p in t.outputs]
+    present = dict(zip(map(str, outputs), existing(outputs), strict=True))
+    for t, marker in zip(tasks, markers, strict=True):
         current = marker is not None and marker.get("inputs") == t.inputs
-        if current and not t.force and all(p.exists() for p in t.outputs):
+        if current and not t.force and all(present[str(p)] for p in t.outputs):
             assert marker is not None
             summaries[t.key] = marker["summary"]
             continue

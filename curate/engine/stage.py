@@ -28,8 +28,8 @@ from pydantic import BaseModel
 from upath import UPath
 
 from curate.config import PipelineConfig
-from curate.io.atomic import read_json, write_bytes, write_json
-from curate.io.store import AnyPath
+from curate.io.atomic import write_bytes, write_json
+from curate.io.store import AnyPath, read_many
 from curate.rundir import RunDir
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "cluster_client",
     "digest",
     "read_marker",
+    "read_markers",
     "read_timings",
     "record_timing",
     "stage_digest",
@@ -90,10 +91,13 @@ Part = Path | UPath | BaseModel | str | bytes | None
 def digest(*parts: Part) -> str:
     """sha256 over the parts, each tagged: a file's bytes (or its absence), a config
     section's JSON, text or bytes. The same reads give the same digest on any machine."""
+    files = [p for p in parts if isinstance(p, Path | UPath)]
+    contents = iter(read_many(files))
     h = hashlib.sha256()
     for part in parts:
         if isinstance(part, Path | UPath):
-            h.update(b"F" + (part.read_bytes() if part.exists() else b"\x00missing"))
+            data = next(contents)
+            h.update(b"F" + (data if data is not None else b"\x00missing"))
         elif isinstance(part, BaseModel):
             h.update(b"C" + part.model_dump_json().encode())
         elif isinstance(part, str):
@@ -108,11 +112,13 @@ def digest(*parts: Part) -> str:
 
 def read_marker(run: RunDir, stage: str, key: str) -> dict[str, Any] | None:
     """The marker of a finished task ({"inputs", "summary"}), or None."""
-    path = run.marker(stage, key)
-    if not path.exists():
-        return None
-    marker: dict[str, Any] = read_json(path)
-    return marker
+    return read_markers(run, stage, [key])[0]
+
+
+def read_markers(run: RunDir, stage: str, keys: list[str]) -> list[dict[str, Any] | None]:
+    """Markers of many tasks, read together (concurrently on a store)."""
+    found = read_many([run.marker(stage, k) for k in keys])
+    return [None if data is None else json.loads(data) for data in found]
 
 
 def write_marker(run: RunDir, stage: str, key: str, inputs: str, summary: dict[str, Any]) -> None:

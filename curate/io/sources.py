@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -26,8 +27,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "ingest",
+    "iter_source",
     "make_uid",
     "read_source",
+    "source_name",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -43,13 +46,14 @@ def make_uid(source: str, index: int, locator: str, caption: str | None) -> str:
     return h.hexdigest()[:20]
 
 
-def _finish(df: pl.DataFrame, source: str, locator_col: str) -> pl.DataFrame:
-    """Add source and uid columns and order columns as INGEST_SCHEMA."""
+def _finish(df: pl.DataFrame, source: str, locator_col: str, start: int = 0) -> pl.DataFrame:
+    """Add source and uid columns and order columns as INGEST_SCHEMA; `start` is the row
+    number of the frame's first row within its source (uids count rows across files)."""
     locators = df[locator_col].to_list() if locator_col in df.columns else [""] * df.height
     captions = df["caption"].to_list()
     uids = [
         make_uid(source, i, loc or "", cap)
-        for i, (loc, cap) in enumerate(zip(locators, captions, strict=True))
+        for i, (loc, cap) in enumerate(zip(locators, captions, strict=True), start)
     ]
     df = df.with_columns(pl.Series("uid", uids, pl.String()), pl.lit(source).alias("source"))
     for name, dtype in INGEST_SCHEMA.items():
@@ -130,18 +134,15 @@ def _select_columns(
     return [c for c in df.columns if c not in required]
 
 
-def read_table(src: TableSource, options: StorageOptions | None = None) -> pl.DataFrame:
-    """Read a URL list (csv/tsv/parquet/jsonl, .gz too) into the ingest table."""
-    frames = []
-    for path in _expand(src.path, options):
-        fmt, gz = _table_format(path, src.format)
-        try:
-            frames.append(_read_one_table(path, fmt, gz, options))
-        except (OSError, pl.exceptions.PolarsError, EOFError) as err:
-            raise IngestError(
-                f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {err}"
-            ) from None
-    df = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+def _read_file(path: str, src: TableSource, options: StorageOptions | None) -> pl.DataFrame:
+    fmt, gz = _table_format(path, src.format)
+    try:
+        return _read_one_table(path, fmt, gz, options)
+    except (OSError, pl.exceptions.PolarsError, EOFError) as err:
+        raise IngestError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {err}") from None
+
+
+def _ingest_rows(df: pl.DataFrame, src: TableSource, start: int) -> pl.DataFrame:
     required = [src.url_column] + ([src.caption_column] if src.caption_column else [])
     extra = _select_columns(df, src.path, required, src.extra_columns)
     caption = (
@@ -154,7 +155,32 @@ def read_table(src: TableSource, options: StorageOptions | None = None) -> pl.Da
         caption.alias("caption"),
         _extra_json(df, extra),
     )
-    return _finish(out, src.name or Path(src.path).name, "url")
+    return _finish(out, src.name or Path(src.path).name, "url", start)
+
+
+def read_table(src: TableSource, options: StorageOptions | None = None) -> pl.DataFrame:
+    """Read a URL list (csv/tsv/parquet/jsonl, .gz too) into the ingest table."""
+    frames = [_read_file(path, src, options) for path in _expand(src.path, options)]
+    df = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    return _ingest_rows(df, src, 0)
+
+
+def iter_table(src: TableSource, options: StorageOptions | None = None) -> Iterator[pl.DataFrame]:
+    """`read_table` one file at a time, with the same rows, uids and extra columns: every
+    file is first conformed to the union of all files' columns and types, exactly as
+    concatenating them would (a column one file lacks is null; an int beside a float is a
+    float). Holds one file, plus the schemas, at a time."""
+    paths = _expand(src.path, options)
+    if len(paths) == 1:
+        yield read_table(src, options)
+        return
+    schemas = [_read_file(p, src, options).clear() for p in paths]
+    target = pl.concat(schemas, how="diagonal_relaxed")
+    start = 0
+    for path in paths:
+        df = pl.concat([target, _read_file(path, src, options)], how="diagonal_relaxed")
+        yield _ingest_rows(df, src, start)
+        start += df.height
 
 
 def _sidecar(p: Path) -> str | None:
@@ -245,6 +271,21 @@ def read_source(
     if isinstance(src, FolderSource):
         return read_folder(src)
     return read_hf(src)
+
+
+def iter_source(
+    src: TableSource | FolderSource | HFSource, options: StorageOptions | None = None
+) -> Iterator[pl.DataFrame]:
+    """A source's ingest rows in order, a file at a time where the source has files."""
+    if isinstance(src, TableSource):
+        yield from iter_table(src, options)
+    else:
+        yield read_source(src, options)
+
+
+def source_name(src: TableSource | FolderSource | HFSource) -> str:
+    """The name a source's uids are derived from: `name`, else its file or folder name."""
+    return src.name or Path(src.path).name
 
 
 def ingest(
