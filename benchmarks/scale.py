@@ -9,7 +9,9 @@ on it with the demo's settings (tiny CLIP on, dedup, CLIP filter, no labels), 2 
 Each run is a whole process; psutil samples the RSS of the driver (the `curate run`
 process) and of every other process under it (the Dask workers and their nannies) every
 0.25 s. Printed: wall time, inputs/s, per-input ms, peak RSS of the driver and of the
-largest worker, bytes written, and the ratios against the smallest size.
+largest worker, bytes written, and the ratios against the smallest size; then each stage's
+task seconds per input (from the run's state/timings.jsonl), and the RSS timeline of each
+run goes to /tmp/curate-bench/scale-rss-N.csv.
 Goal (issue 13): per-input time and worker peak RSS within 1.2x from 10k to 100k, driver
 peak RSS under 1.5 GB at 100k.
 """
@@ -17,6 +19,7 @@ peak RSS under 1.5 GB at 100k.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import threading
@@ -63,18 +66,24 @@ class Sampler(threading.Thread):
         self.every = every
         self.driver = 0
         self.workers: dict[int, int] = {}
+        self.timeline: list[tuple[float, int, int]] = []  # (seconds, driver, largest worker)
         self.stop = threading.Event()
 
     def run(self) -> None:
+        t0 = time.monotonic()
         while not self.stop.is_set():
             try:
-                self.driver = max(self.driver, self.root.memory_info().rss)
+                driver = self.root.memory_info().rss
+                self.driver = max(self.driver, driver)
+                largest = 0
                 for child in self.root.children(recursive=True):
                     try:
                         rss = child.memory_info().rss
                     except psutil.Error:
                         continue
+                    largest = max(largest, rss)
                     self.workers[child.pid] = max(self.workers.get(child.pid, 0), rss)
+                self.timeline.append((time.monotonic() - t0, driver, largest))
             except psutil.Error:
                 return
             time.sleep(self.every)
@@ -84,7 +93,7 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def measure(n: int) -> dict[str, float]:
+def measure(n: int) -> dict[str, Any]:
     web = web_for(n)
     out = BENCH / f"scale-run-{n}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -107,8 +116,17 @@ def measure(n: int) -> dict[str, float]:
         sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"curate run failed at {n}:\n{stderr[-3000:]}")
+    with open(BENCH / f"scale-rss-{n}.csv", "w") as f:  # where memory grows, beside timings
+        f.write("seconds,driver_mb,largest_worker_mb\n")
+        for t, d, w in sampler.timeline:
+            f.write(f"{t:.2f},{d / 2**20:.0f},{w / 2**20:.0f}\n")
+    stages: dict[str, float] = {}
+    for line in (out / "state" / "timings.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        stages[rec["stage"]] = stages.get(rec["stage"], 0.0) + rec["seconds"]
     return {
         "n": n,
+        "stages": {k: 1000 * v / n for k, v in stages.items()},  # task CPU-ms per input
         "wall": wall,
         "per_input_ms": 1000 * wall / n,
         "driver_mb": sampler.driver / 2**20,
@@ -136,6 +154,11 @@ def main() -> None:
             f"{r['worker_mb'] / base['worker_mb']:>8.2f}",
             flush=True,
         )
+    names = list(rows[-1]["stages"])
+    print("\ntask seconds per input (ms), summed over a stage's tasks:")
+    print(f"{'inputs':>8} " + " ".join(f"{k:>9}" for k in names))
+    for r in rows:
+        print(f"{r['n']:>8} " + " ".join(f"{r['stages'].get(k, 0.0):>9.2f}" for k in names))
 
 
 if __name__ == "__main__":
