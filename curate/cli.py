@@ -85,7 +85,7 @@ def _finished_run(path: str) -> Any:
     from curate.errors import CurateError
     from curate.rundir import RunDir
 
-    run = RunDir(Path(path))
+    run = RunDir(path)  # a path or a store URL (credentials from the environment)
     if not run.ledger_dir.is_dir() or not any(run.ledger_dir.glob("*.parquet")):
         raise CurateError(f"{path}: no ledger/*.parquet here (not a finished curate run)")
     return run
@@ -141,7 +141,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from curate.rundir import RunDir
     from curate.tables import clip_scores, read_dedup
 
-    run = RunDir(Path(args.run_dir))
+    run = RunDir(args.run_dir)
     if not run.is_run():
         raise CurateError(f"{run.root}: not a curate run directory (no run.json of curate's)")
     if args.apply and args.with_duplicates:

@@ -592,8 +592,8 @@ grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:8px}
 """
 
 
-def _context(out: str | Path) -> _Ctx:
-    run = RunDir(Path(out))
+def _context(out: str | AnyPath) -> _Ctx:
+    run = RunDir(out)
     info = read_json(run.run_json) if run.run_json.exists() else {}
     return _Ctx(run, info, open_ledger(run.root))
 

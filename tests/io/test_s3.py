@@ -243,3 +243,28 @@ def test_media_pipelines_need_a_local_run_directory(s3: S3Server, tmp_path: Path
     }
     with pytest.raises(CurateError, match="local run directory"):
         curate.run(cfg, "s3://curate/video", progress=False)
+
+
+def test_inspect_why_and_report_read_a_run_on_the_store(
+    store_run: tuple[dict[str, Any], RunResult], s3: S3Server
+) -> None:
+    env = {**os.environ, **s3.env}  # credentials and endpoint from the environment
+    cli = [sys.executable, "-m", "curate"]
+    shown = subprocess.run(
+        [*cli, "inspect", "s3://curate/run"], env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "written" in shown.stdout
+    ledger = curate.open_ledger(location("s3://curate/run", s3.options)).collect()
+    uid = ledger.filter(pl.col("status") == "written")["uid"][0]
+    why = subprocess.run(
+        [*cli, "why", "s3://curate/run", uid, "--json"], env=env, capture_output=True, text=True
+    )
+    assert why.returncode == 0, why.stderr
+    assert json.loads(why.stdout.splitlines()[0])["uid"] == uid
+    report = subprocess.run(
+        [*cli, "report", "s3://curate/run"], env=env, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr
+    page = location("s3://curate/run/report.html", s3.options).read_text()
+    assert page.startswith("<!doctype html>") and "data:image/jpeg;base64," in page
