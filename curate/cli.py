@@ -177,8 +177,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if not math.isfinite(threshold):
         raise CurateError(f"--keep {args.keep[0]} keeps no sample; choose a larger fraction")
     from curate.pipeline import run as run_pipeline
+    from curate.pipeline import unmasked
 
     config["filters"] = {**config.get("filters", {}), "clip_min_score": threshold}
+    config["storage_options"] = unmasked(config.get("storage_options") or {})
     print(f"\napplying filters.clip_min_score = {threshold!r}: refilter and reshard, no fetch")
     res = run_pipeline(config, run.root, scheduler=args.scheduler, progress=not args.quiet)
     _print_result(res.output, res.funnel, res.seconds)

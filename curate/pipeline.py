@@ -32,7 +32,7 @@ from curate.ledger import CARD_STAGE, LEDGER
 from curate.rundir import RunDir
 from curate.shards.stage import MANIFEST, PLAN, SHARDS
 
-__all__ = ["STAGES", "RunResult", "members", "public_config", "run"]
+__all__ = ["STAGES", "RunResult", "members", "public_config", "run", "unmasked"]
 
 STAGES: list[Stage] = [
     FETCH,
@@ -75,14 +75,27 @@ def coerce_config(config: PipelineConfig | dict[str, Any] | str | Path) -> Pipel
 _SECRET = ("key", "secret", "token", "password", "credential")
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: "***" if any(w in k.lower() for w in _SECRET) else _masked(v)
+            for k, v in value.items()
+        }
+    return value
+
+
 def public_config(cfg: PipelineConfig) -> dict[str, Any]:
-    """The config as run.json records it: storage options' secrets masked."""
+    """The config as run.json records it: storage options' secrets masked, at any depth
+    (`client_kwargs: {aws_secret_access_key: ...}` too)."""
     data = cfg.model_dump(mode="json")
-    data["storage_options"] = {
-        protocol: {k: "***" if any(w in k.lower() for w in _SECRET) else v for k, v in opts.items()}
-        for protocol, opts in cfg.storage_options.items()
-    }
+    data["storage_options"] = _masked(data["storage_options"])
     return data
+
+
+def unmasked(options: dict[str, Any]) -> dict[str, Any]:
+    """Storage options read back from run.json without the masked entries, so credentials
+    come from the environment instead of being sent as "***"."""
+    return {k: unmasked(v) if isinstance(v, dict) else v for k, v in options.items() if v != "***"}
 
 
 def run(

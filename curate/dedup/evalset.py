@@ -26,9 +26,8 @@ __all__ = ["eval_digest", "load_eval"]
 def _image_bytes(spec: str, options: StorageOptions | None) -> list[tuple[str, bytes]]:
     p = location(spec, options)
     if p.is_dir():
-        files = sorted(
-            (f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES), key=lambda f: f.path
-        )
+        found = (f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(found, key=lambda f: tuple(f.parts))
         return [(f.path[len(p.path) :].lstrip("/"), f.read_bytes()) for f in files if f.is_file()]
     if p.suffix.lower() in (".parquet", ".pq"):
         df = read_parquet(p)
@@ -91,7 +90,7 @@ def eval_digest(evals: list[EvalSet], options: StorageOptions | None = None) -> 
                 continue
             p = location(spec, options)
             files = (
-                sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: f.path)
+                sorted((f for f in p.rglob("*") if f.is_file()), key=lambda f: tuple(f.parts))
                 if p.is_dir()
                 else [p]
             )

@@ -53,8 +53,10 @@ def search_table(
     for part in run.partitions():
         if not run.features(part).exists():
             continue
-        frame = read_parquet(run.features(part))
-        frame = frame.drop("thumb") if columns is None else frame.select(columns)
+        if columns is None:
+            frame = read_parquet(run.features(part)).drop("thumb")
+        else:
+            frame = read_parquet(run.features(part), columns=columns)
         if captions:
             raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
             frame = frame.join(raw, on="uid", how="left", maintain_order="left")

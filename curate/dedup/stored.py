@@ -70,7 +70,7 @@ def _thumbs_of(run: RunDir, part: str, local: NDArray[np.int64]) -> NDArray[np.u
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, THUMB_SIZE, THUMB_SIZE, 3)
 
 
-def _gather_task(
+def _thumbs_task(
     root: RunRoot, parts: list[str], locals_: list[NDArray[np.int64]]
 ) -> list[NDArray[np.uint8]]:
     run = RunDir(root)
@@ -118,7 +118,7 @@ class StoredThumbs:
             for c in chunks
         ]
         found: dict[int, NDArray[np.uint8]] = {}
-        for chunk, result in zip(chunks, _run_all(self.client, _gather_task, calls), strict=True):
+        for chunk, result in zip(chunks, _run_all(self.client, _thumbs_task, calls), strict=True):
             for (_, g), thumbs in zip(chunk, result, strict=True):
                 found.update(zip(g.tolist(), thumbs, strict=True))
         for k, r in enumerate(rows.tolist()):
@@ -150,20 +150,24 @@ def _unit_rows(run: RunDir, part: str, local: NDArray[np.int64]) -> tuple[Any, A
     """Unit-normalised float32 embeddings of a partition's rows and their non-zero mask."""
     from curate.dedup.semantic import normalised
 
-    emb = load_npy(run.image_embeddings(part))
-    return normalised(emb[local])
+    emb = load_npy(run.image_embeddings(part), mmap=True)
+    return normalised(np.asarray(emb[local]))
 
 
-def _sample_task(
-    root: RunRoot, parts: list[str], locals_: list[NDArray[np.int64]], sample: list[Any]
-) -> list[tuple[NDArray[np.bool_], NDArray[np.float32]]]:
-    """Per partition: which rows have a direction, and the unit rows of those sampled."""
+def _valid_task(
+    root: RunRoot, parts: list[str], locals_: list[NDArray[np.int64]]
+) -> list[NDArray[np.bool_]]:
+    """Per partition: which rows have a direction (an all-zero embedding has none)."""
     run = RunDir(root)
-    out = []
-    for part, local, keep in zip(parts, locals_, sample, strict=True):
-        x, valid = _unit_rows(run, part, local)
-        out.append((valid, x[keep & valid]))
-    return out
+    return [_unit_rows(run, part, local)[1] for part, local in zip(parts, locals_, strict=True)]
+
+
+def _gather_task(
+    root: RunRoot, parts: list[str], locals_: list[NDArray[np.int64]]
+) -> list[NDArray[np.float32]]:
+    """Per partition: the unit rows asked for."""
+    run = RunDir(root)
+    return [_unit_rows(run, part, local)[0] for part, local in zip(parts, locals_, strict=True)]
 
 
 def _assign_task(
@@ -218,40 +222,45 @@ def _cluster_task(
 def stored_semantic(
     root: RunRoot, loc: Locator, client: Any = None, seed: int = 0, niter: int = 20, probes: int = 2
 ) -> Callable[[NDArray[np.int64], float, int | None], NDArray[np.int64]]:
-    """`find_duplicates`'s semantic step over stored embeddings: the same clusters and pairs
-    as `semantic_duplicates` on the gathered rows (k-means trains on every valid row up to
-    faiss's own cap of 256 per centroid, a seeded sample beyond), without gathering them."""
+    """`find_duplicates`'s semantic step over stored embeddings, without gathering them: the
+    same clusters and pairs as `semantic_duplicates` on the gathered rows while the valid
+    rows number at most 256 per centre (faiss then trains on all of them, as here); beyond
+    that, k-means trains on a seeded sample of 256 rows per centre (at most 1,024 centres'
+    worth, so the sample stays bounded) where faiss would draw its own."""
 
     def semantic(rows: NDArray[np.int64], threshold: float, n_clusters: int | None) -> Any:
         from curate.dedup.semantic import default_n_clusters, train_centroids
 
         rows = np.asarray(rows, dtype=np.int64)
-        groups = list(loc.groups(rows).items())
-        cap = POINTS_PER_CENTROID * min(n_clusters or default_n_clusters(rows.size), 1024)
-        pick = np.zeros(rows.size, dtype=bool)
-        if rows.size <= cap:
-            pick[:] = True
-        else:
-            pick[np.random.default_rng(seed).choice(rows.size, cap, replace=False)] = True
-        chunks = list(_chunks(groups, 64))
-        calls = []
-        for chunk in chunks:
-            parts = [loc.parts[p] for p, _ in chunk]
-            locals_ = [g - loc.offsets[p] for p, g in chunk]
-            picks = [pick[np.searchsorted(rows, g)] for _, g in chunk]
-            calls.append((root, parts, locals_, picks))
+
+        def calls_for(
+            subset: NDArray[np.int64],
+        ) -> tuple[list[list[Any]], list[tuple[Any, ...]]]:
+            chunks = list(_chunks(list(loc.groups(subset).items()), 64))
+            calls = [
+                (root, [loc.parts[p] for p, _ in c], [g - loc.offsets[p] for p, g in c])
+                for c in chunks
+            ]
+            return chunks, calls
+
+        chunks, calls = calls_for(rows)
         valid = np.zeros(rows.size, dtype=bool)
-        sample = []
-        for chunk, result in zip(chunks, _run_all(client, _sample_task, calls), strict=True):
-            for (_, g), (ok, x) in zip(chunk, result, strict=True):
+        for chunk, result in zip(chunks, _run_all(client, _valid_task, calls), strict=True):
+            for (_, g), ok in zip(chunk, result, strict=True):
                 valid[np.searchsorted(rows, g)] = ok
-                sample.append(x)
         good = rows[valid]
         labels = np.arange(rows.size, dtype=np.int64)
         if good.size < 2:
             return labels
         k = min(n_clusters or default_n_clusters(good.size), good.size)
-        train = np.concatenate(sample) if sample else np.zeros((0, 1), np.float32)
+        cap = POINTS_PER_CENTROID * min(k, 1024)
+        train_rows = good
+        if good.size > cap:
+            pick = np.random.default_rng(seed).choice(good.size, cap, replace=False)
+            train_rows = good[np.sort(pick)]
+        _, gather = calls_for(train_rows)
+        sample = [x for result in _run_all(client, _gather_task, gather) for x in result]
+        train = np.concatenate(sample)
         centroids = train_centroids(train, k, seed, niter)
         good_groups = list(loc.groups(good).items())
         assign = [

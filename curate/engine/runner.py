@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from curate.engine.stage import Task, read_markers, record_timing, timing, write_marker
-from curate.io.store import existing
+from curate.io.store import existing, remove_files
 from curate.rundir import RunDir
 
 __all__ = ["run_calls", "run_stage"]
@@ -208,6 +208,7 @@ def run_stage(
     """
     summaries: dict[str, dict[str, Any]] = {}
     todo: list[Task] = []
+    stale: list[Any] = []
     changed = 0
     markers = read_markers(run, stage, [t.key for t in tasks])
     outputs = [p for t in tasks for p in t.outputs]
@@ -218,8 +219,13 @@ def run_stage(
             assert marker is not None
             summaries[t.key] = marker["summary"]
             continue
-        changed += marker is not None and not current and not t.force
+        if marker is not None and not current and not t.force:
+            changed += 1
+            stale.append(run.marker(stage, t.key))
         todo.append(t)
+    # A task redone for new inputs loses its old marker first: killed halfway through
+    # rewriting its outputs, it must not look done to a later run with the old inputs.
+    remove_files(stale)
     planned = {t.key for t in tasks}
     for path in run.markers(stage):
         if path.stem not in planned:

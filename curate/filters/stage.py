@@ -90,8 +90,10 @@ def score_column(cfg: FilterConfig) -> str:
     return "clip_score" if cfg.clip_score_of == "mean" else "clip_score_max"
 
 
-def _survivors(run: RunDir, part: str, columns: list[str] | None = None) -> pl.DataFrame:
-    """A partition's features with caption and CLIP scores, less what dedup dropped."""
+def _survivors(
+    run: RunDir, part: str, gone: pl.Series, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """A partition's features with caption and CLIP scores, less the uids dedup dropped."""
     frame = read_parquet(run.features(part), columns=columns)
     if columns is None:
         frame = frame.drop("thumb")
@@ -100,8 +102,7 @@ def _survivors(run: RunDir, part: str, columns: list[str] | None = None) -> pl.D
     if run.clip_scores(part).exists():
         scores = read_parquet(run.clip_scores(part))
         frame = frame.join(scores, on="uid", how="left", maintain_order="left")
-    gone = read_dedup(run)["uid"].implode()
-    return frame.filter(~pl.col("uid").is_in(gone))
+    return frame.filter(~pl.col("uid").is_in(gone.implode()))
 
 
 def cut_task(run_dir: RunRoot, cfg: PipelineConfig) -> dict[str, Any]:
@@ -112,9 +113,10 @@ def cut_task(run_dir: RunRoot, cfg: PipelineConfig) -> dict[str, Any]:
     assert fraction is not None
     column = score_column(cfg.filters)
     frames = []
+    gone = read_dedup(run)["uid"]
     for part in run.partitions():
         if run.features(part).exists():
-            frame = _survivors(run, part, ["uid"])
+            frame = _survivors(run, part, gone, ["uid"])
             frames.append(frame.select("uid", column) if column in frame.columns else None)
     present = [f for f in frames if f is not None]
     scores = pl.concat(present) if present else pl.DataFrame({"uid": [], column: []})
@@ -133,7 +135,7 @@ def filter_partition(run_dir: RunRoot, cfg: PipelineConfig, part: str) -> dict[s
     rules = rules_from_config(cfg.filters, cut)
     result = pl.DataFrame(schema=FILTER_SCHEMA)
     if rules and run.features(part).exists():
-        survivors = _survivors(run, part)
+        survivors = _survivors(run, part, read_dedup(run)["uid"])
         judged = dropped(apply_rules(survivors, rules))
         result = judged.select(
             "uid",

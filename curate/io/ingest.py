@@ -20,8 +20,9 @@ import polars as pl
 
 from curate.config import FolderSource, HFSource, TableSource
 from curate.errors import IngestError
+from curate.io.atomic import atomic_open
 from curate.io.sources import iter_source, source_name
-from curate.io.store import StorageOptions, is_local
+from curate.io.store import StorageOptions
 from curate.rundir import RunDir, partition_name
 from curate.tables import INGEST_SCHEMA, write_table
 
@@ -73,13 +74,8 @@ class Staged:
             target = run.ingest(name)
             if target.exists():
                 continue
-            source = self.folder / f"{name}.parquet"
-            if is_local(target):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, f"{target}.tmp")
-                Path(f"{target}.tmp").replace(str(target))
-            else:
-                target.fs.put_file(str(source), target.path)
+            with (self.folder / f"{name}.parquet").open("rb") as src, atomic_open(target) as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def _same_name_check(sources: Sources, options: StorageOptions | None) -> None:

@@ -142,6 +142,18 @@ def _read_file(path: str, src: TableSource, options: StorageOptions | None) -> p
         raise IngestError(f"{path}: cannot read as {fmt}{' (gzip)' if gz else ''}: {err}") from None
 
 
+def _schema_of(path: str, src: TableSource, options: StorageOptions | None) -> pl.DataFrame:
+    """An empty frame with the file's columns: from the footer for a local parquet file,
+    else by reading it (csv columns are all strings; json types come from the data)."""
+    fmt, gz = _table_format(path, src.format)
+    if fmt == "parquet" and not gz and not is_url(path):
+        try:
+            return pl.DataFrame(schema=pl.read_parquet_schema(path))
+        except (OSError, pl.exceptions.PolarsError):
+            pass  # let _read_file name the problem
+    return _read_file(path, src, options).clear()
+
+
 def _ingest_rows(df: pl.DataFrame, src: TableSource, start: int) -> pl.DataFrame:
     required = [src.url_column] + ([src.caption_column] if src.caption_column else [])
     extra = _select_columns(df, src.path, required, src.extra_columns)
@@ -174,7 +186,7 @@ def iter_table(src: TableSource, options: StorageOptions | None = None) -> Itera
     if len(paths) == 1:
         yield read_table(src, options)
         return
-    schemas = [_read_file(p, src, options).clear() for p in paths]
+    schemas = [_schema_of(p, src, options) for p in paths]
     target = pl.concat(schemas, how="diagonal_relaxed")
     start = 0
     for path in paths:

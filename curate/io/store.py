@@ -34,6 +34,7 @@ __all__ = [
     "open_input",
     "read_many",
     "read_parquet",
+    "remove_files",
     "remove_tree",
     "scan_files",
     "storage_options_for",
@@ -102,10 +103,11 @@ def scan_files(files: list[AnyPath]) -> pl.LazyFrame:
     return pl.concat([read_parquet(f).lazy() for f in files], how="vertical")
 
 
-def load_npy(path: AnyPath) -> NDArray[Any]:
-    """A .npy array, local (memory-mapped reads stay possible there) or on a store."""
+def load_npy(path: AnyPath, mmap: bool = False) -> NDArray[Any]:
+    """A .npy array, local or on a store; `mmap` maps a local file, so taking a few rows
+    reads only their pages (a store's file is read whole)."""
     if isinstance(path, Path):
-        return np.load(path)
+        return np.load(path, mmap_mode="r" if mmap else None)
     with path.open("rb") as f:
         return np.load(io.BytesIO(f.read()))
 
@@ -140,10 +142,14 @@ def read_many(paths: list[AnyPath]) -> list[bytes | None]:
     marker per task, a hundred thousand of them for a large corpus."""
     remote = [p for p in paths if not isinstance(p, Path)]
     found: dict[str, bytes] = {}
-    if remote:
-        fs = remote[0].fs
-        got = fs.cat([p.path for p in remote], on_error="omit")
-        found = {fs._strip_protocol(k): v for k, v in got.items()}
+    for fs in {id(p.fs): p.fs for p in remote}.values():
+        mine = [p.path for p in remote if p.fs is fs]
+        for key, value in fs.cat(mine, on_error="return").items():
+            if isinstance(value, FileNotFoundError):
+                continue  # absent: None below
+            if isinstance(value, BaseException):  # throttled, forbidden...: not "absent"
+                raise value
+            found[fs._strip_protocol(key)] = value
     out: list[bytes | None] = []
     for p in paths:
         if isinstance(p, Path):
@@ -185,6 +191,20 @@ def is_local(path: UPath | Path) -> bool:
 def open_input(path: UPath | Path, mode: str = "rb") -> IO[Any]:
     """Open for reading, local or remote (a local path keeps the builtin `open`)."""
     return path.open(mode)
+
+
+def remove_files(paths: list[AnyPath]) -> None:
+    """Delete files (one batched request per store); absent ones are fine."""
+    remote: dict[int, tuple[Any, list[str]]] = {}
+    for p in paths:
+        if isinstance(p, Path):
+            p.unlink(missing_ok=True)
+        else:
+            remote.setdefault(id(p.fs), (p.fs, []))[1].append(p.path)
+    for fs, names in remote.values():
+        present = [n for n in names if fs.exists(n)]
+        if present:
+            fs.rm(present)
 
 
 def remove_tree(path: UPath | Path) -> None:

@@ -40,7 +40,7 @@ from curate.media.image import pictures
 from curate.rundir import RunDir, RunRoot
 from curate.shards.final import kept_samples
 from curate.shards.tar import TarShardWriter, iter_tar_samples
-from curate.tables import raw_table, write_table
+from curate.tables import raw_table, read_placement, write_table
 
 __all__ = ["LABELS", "LABELSET", "label_members"]
 
@@ -190,7 +190,9 @@ def labels_partition(run_dir: RunRoot, part: str, cfg: PipelineConfig) -> dict[s
     spec = cfg.labels
     assert spec is not None
     run = RunDir(run_dir)
-    kept = _kept(run).filter(pl.col("partition") == part)
+    placed = read_placement(run, part)["uid"].implode()  # this partition's kept samples
+    raw = read_parquet(run.raw_table(part), columns=["uid", "caption"])
+    kept = raw.filter(pl.col("uid").is_in(placed))
     captions = dict(zip(kept["uid"], kept["caption"], strict=True))
     itm = read_parquet(run.decision("itm"))
     negatives = dict(zip(itm["uid"], itm["itm"], strict=True))

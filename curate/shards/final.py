@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from curate.io.atomic import write_json
-from curate.io.store import AnyPath, read_parquet
+from curate.io.store import AnyPath, read_many, read_parquet
 from curate.labels.seed import rng_for
 from curate.rundir import RunDir, RunRoot
 from curate.shards.tar import TarShardWriter, iter_tar_samples
@@ -86,6 +86,10 @@ def plan_task(run_dir: RunRoot, samples_per_shard: int, shuffle_seed: int | None
     """The plan stage's task: each shard's members and each partition's placement, written
     down; returns the shard names with their plan digests (all the driver reads)."""
     run = RunDir(run_dir)
+    # Until the index is rewritten, no plan may look complete: a kill halfway through
+    # rewriting the plan files must not leave an old index that still matches them.
+    if run.local or run.plan_index.exists():
+        run.plan_index.unlink(missing_ok=True)
     plans = plan_shards(kept_samples(run), samples_per_shard, shuffle_seed)
     placed: dict[str, list[tuple[str, str, str]]] = {p: [] for p in run.partitions()}
     for plan in plans:
@@ -102,7 +106,16 @@ def plan_task(run_dir: RunRoot, samples_per_shard: int, shuffle_seed: int | None
     for part, rows in placed.items():
         frame = pl.DataFrame(rows, schema=PLACEMENT_SCHEMA, orient="row")
         write_table(run.placement(part), frame.sort("uid"))
-    shards = [[plan.name, plan.digest[:16], len(plan.members)] for plan in plans]
+    # A shard's digest also names the fetch of the partitions it copies from, so a refetch
+    # (e.g. --retry-failed) rewrites only the shards holding its partitions' samples.
+    parts = run.partitions()
+    fetched = dict(zip(parts, read_many([run.marker("fetch", p) for p in parts]), strict=True))
+    shards = []
+    for plan in plans:
+        h = hashlib.sha256(plan.digest.encode())
+        for part in sorted({p for p, _ in plan.members}):
+            h.update(part.encode() + hashlib.sha256(fetched.get(part) or b"").digest())
+        shards.append([plan.name, h.hexdigest()[:16], len(plan.members)])
     write_json(run.plan_index, {"shards": shards})
     return {"shards": shards}
 
@@ -122,9 +135,10 @@ def sha256_file(path: AnyPath) -> str:
     return h.hexdigest()
 
 
-def write_final_shard(run_dir: RunRoot, name: str) -> dict[str, Any]:
+def write_final_shard(run_dir: RunRoot, name: str, planned: str = "") -> dict[str, Any]:
     """Copy the planned samples out of their raw tars (with their labels, when the labels
-    stage wrote any) into shards/NNNNN.tar."""
+    stage wrote any) into shards/NNNNN.tar. `planned` is the plan index's digest for the
+    shard, reported back so the manifest can check the shard against the plan."""
     run = RunDir(run_dir)
     plan = read_plan(run, name)
     wanted: dict[str, set[str]] = {}
@@ -156,5 +170,5 @@ def write_final_shard(run_dir: RunRoot, name: str) -> dict[str, Any]:
         "samples": len(plan.members),
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
-        "plan": plan.digest,
+        "plan": planned or plan.digest[:16],
     }

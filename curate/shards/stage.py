@@ -39,9 +39,15 @@ def _planned(p: Plan) -> list[list[Any]]:
 
 def _shards(p: Plan) -> list[Task]:
     run = p.run
-    upstream = digest(SHARDS_VERSION, stage_digest(run, "fetch"), stage_digest(run, "labels"))
+    upstream = digest(SHARDS_VERSION, stage_digest(run, "labels"))  # fetch: in each plan digest
     return [
-        Task(name, write_final_shard, (run.root, name), digest(upstream, plan), (run.shard(name),))
+        Task(
+            name,
+            write_final_shard,
+            (run.root, name, plan),
+            digest(upstream, plan),
+            (run.shard(name),),
+        )
         for name, plan, _ in _planned(p)
     ]
 

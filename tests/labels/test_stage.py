@@ -79,7 +79,9 @@ def test_mlm_rates_over_the_corpus(labelled: RunResult) -> None:
         ordinary += int(((labels != IGNORE) | ((ids > 0) & (ids < 49406))).sum())
         masked += int((ids[hit] == MASK_ID).sum())
     assert 0.12 < chosen / ordinary < 0.3
-    assert masked / chosen == pytest.approx(0.8, abs=0.1)
+    # 80 % of the chosen tokens become [MASK]: within 4 binomial standard errors (keys carry
+    # the test server's port, so which tokens are drawn changes from session to session)
+    assert abs(masked / chosen - 0.8) < 4 * (0.8 * 0.2 / chosen) ** 0.5
 
 
 def test_a_second_run_writes_the_same_bytes(
