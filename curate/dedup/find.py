@@ -31,11 +31,9 @@ __all__ = [
     "Thumbs",
     "find_duplicates",
     "near_clips",
-    "verify_thumbs",
 ]
 
 _VERIFY_BLOCK = 8192
-Verify = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
 
 
 @dataclass(frozen=True)
@@ -87,19 +85,6 @@ class MemoryThumbs:
             a, b = i[lo : lo + _VERIFY_BLOCK], j[lo : lo + _VERIFY_BLOCK]
             out[lo : lo + a.size] = thumb_distance(self.array[a], self.array[b])
         return out
-
-
-def verify_thumbs(thumbs: NDArray[np.uint8], threshold: float) -> Verify:
-    """A pair check: thumbnail colour distance under `threshold`, in bounded blocks."""
-
-    def check(i: NDArray[np.int64], j: NDArray[np.int64]) -> NDArray[np.bool_]:
-        ok = np.zeros(i.size, dtype=bool)
-        for lo in range(0, i.size, _VERIFY_BLOCK):
-            a, b = i[lo : lo + _VERIFY_BLOCK], j[lo : lo + _VERIFY_BLOCK]
-            ok[lo : lo + a.size] = thumb_distance(thumbs[a], thumbs[b]) < threshold
-        return ok
-
-    return check
 
 
 class _State:
