@@ -258,3 +258,31 @@ def test_missing_column_names_column_and_rule(rule: Rule, column: str) -> None:
     assert str(info.value) == f"{name}: missing required column {column!r}"
     with pytest.raises(MissingColumnError, match="calibrate"):
         calibrate(lf, [0.5])
+
+
+def test_a_top_fraction_cut_applied_by_partition_equals_the_global_rule() -> None:
+    """`clip_above_cut` with the cut `top_fraction_cut` finds keeps, partition by partition,
+    exactly the rows `clip_top_fraction` keeps over the whole frame: ties, NaN, null and
+    empty budgets included."""
+    from curate.filters.reasons import REASONS
+    from curate.filters.rules import clip_above_cut, clip_top_fraction, top_fraction_cut
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(0, 40))
+        if trial % 2:
+            values = rng.choice(np.array([0.1, 0.2, 0.25, 0.3, np.nan, -1.0]), n).tolist()
+            scores = [None if v == -1.0 else float(v) for v in values]
+        else:
+            scores = rng.random(n).round(2).tolist()
+        uids = [f"u{int(x)}" for x in rng.permutation(1000)[:n]]
+        frame = pl.DataFrame(
+            {"uid": uids, "clip_score": scores}, schema={"uid": pl.String, "clip_score": pl.Float64}
+        )
+        fraction = float(rng.choice([0.1, 0.3, 0.5, 0.77, 1.0]))
+        expected = clip_top_fraction(frame, fraction)[REASONS].to_list()
+        cut = top_fraction_cut(frame, fraction)
+        size = n // int(rng.integers(1, 4)) + 1
+        parts = [frame.slice(lo, size) for lo in range(0, max(n, 1), size)]
+        got = [r for p in parts for r in clip_above_cut(p, cut)[REASONS].to_list()]
+        assert got == expected, (trial, cut)
