@@ -50,6 +50,21 @@ FETCH = {
 }
 
 
+def flat_site(root: Path, n: int, step: int) -> Path:
+    """A site of n flat-colour 50×40 JPEGs (files/0.jpg...), red channel step × i, for
+    serve_web: small inputs whose fetch outcomes a test plants by route."""
+    import io
+
+    from PIL import Image
+
+    (root / "files").mkdir(parents=True)
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.new("RGB", (50, 40), (step * i, 100, 200)).save(buf, "JPEG")
+        (root / "files" / f"{i}.jpg").write_bytes(buf.getvalue())
+    return root
+
+
 def pipeline_yaml(folder: Path, urls: Path, **overrides: Any) -> Path:
     cfg: dict[str, Any] = {
         "name": "e2e",

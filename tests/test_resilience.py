@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from PIL import Image
+from conftest import flat_site
 
 import curate
 from curate.pipeline import RunResult
@@ -111,12 +110,7 @@ def test_killing_a_worker_mid_task_loses_nothing(
 
 
 def test_retry_failed_refetches_only_transient_failures(tmp_path: Path) -> None:
-    root = tmp_path / "site"
-    (root / "files").mkdir(parents=True)
-    for i in range(4):
-        buf = io.BytesIO()
-        Image.new("RGB", (50, 40), (60 * i, 100, 200)).save(buf, "JPEG")
-        (root / "files" / f"{i}.jpg").write_bytes(buf.getvalue())
+    root = flat_site(tmp_path / "site", 4, 60)
     with serve_web(root, max_requests=200, max_seconds=120) as srv:
         routes = ["/img/0.jpg", "/fault/flaky/1/1.jpg", "/fault/404/2.jpg", "/img/3.jpg"]
         urls = [srv.base_url + r for r in routes]

@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -23,7 +23,6 @@ from upath import UPath
 
 __all__ = [
     "AnyPath",
-    "StorePath",
     "as_path",
     "existing",
     "is_local",
@@ -31,7 +30,6 @@ __all__ = [
     "load_npy",
     "location",
     "npy_shape",
-    "open_input",
     "read_many",
     "read_parquet",
     "remove_files",
@@ -41,7 +39,6 @@ __all__ = [
     "version",
 ]
 
-StorePath = UPath
 AnyPath = Path | UPath
 StorageOptions = Mapping[str, Mapping[str, Any]]
 
@@ -186,11 +183,6 @@ def existing(paths: list[AnyPath]) -> list[bool]:
 def is_local(path: UPath | Path) -> bool:
     """Whether `path` is on this machine's filesystem (a `pathlib.Path`)."""
     return isinstance(path, Path)
-
-
-def open_input(path: UPath | Path, mode: str = "rb") -> IO[Any]:
-    """Open for reading, local or remote (a local path keeps the builtin `open`)."""
-    return path.open(mode)
 
 
 def remove_files(paths: list[AnyPath]) -> None:

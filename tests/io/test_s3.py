@@ -23,6 +23,7 @@ import polars as pl
 import pytest
 import webdataset as wds
 import yaml
+from conftest import flat_site
 from PIL import Image
 
 import curate
@@ -196,12 +197,7 @@ def test_kill_9_on_the_store_then_rerun_is_byte_identical(
 
 
 def test_retry_failed_on_the_store(s3: S3Server, tmp_path: Path) -> None:
-    root = tmp_path / "site"
-    (root / "files").mkdir(parents=True)
-    for i in range(3):
-        buf = io.BytesIO()
-        Image.new("RGB", (50, 40), (80 * i, 100, 200)).save(buf, "JPEG")
-        (root / "files" / f"{i}.jpg").write_bytes(buf.getvalue())
+    root = flat_site(tmp_path / "site", 3, 80)
     with serve_web(root, max_requests=100, max_seconds=120) as srv:
         routes = ["/img/0.jpg", "/fault/flaky/1/1.jpg", "/img/2.jpg"]
         table = pl.DataFrame({"url": [srv.base_url + r for r in routes], "caption": list("abc")})
