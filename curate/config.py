@@ -87,6 +87,24 @@ class IngestConfig(_Model):
     samples_per_partition: int = Field(default=1000, ge=1)
 
 
+def _host_port(text: str) -> str:
+    """`host:port` (`[v6]:port` for IPv6) in canonical form; ValueError when not one."""
+    from urllib.parse import urlsplit
+
+    text = text.strip()
+    if not text or any(c in text for c in "/?#@ \\"):
+        raise ValueError(f"not host:port: {text!r}")
+    try:
+        parts = urlsplit("//" + text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"not host:port (port 1-65535): {text!r}") from None
+    host = (parts.hostname or "").rstrip(".")
+    if not host or port is None or port == 0:
+        raise ValueError(f"not host:port (both are needed): {text!r}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class FetchConfig(_Model):
     """HTTP client settings: safe and polite by default, every request under one deadline."""
 
@@ -121,6 +139,24 @@ class FetchConfig(_Model):
         description="X-Robots-Tag directives that mean: do not keep this item.",
     )
     robots_txt: bool = Field(default=False, description="Honour robots.txt (one fetch per host).")
+    connect_to: dict[str, str] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="Connect to another address for a URL's host:port, like curl's "
+        "--connect-to: {'cdn.example.com:443': '203.0.113.7:443'}. The URL, Host header, TLS "
+        "name, uids and ledger keep the URL's host; the target is resolved and checked like "
+        "any host (private addresses still need allow_private_networks or allowed_networks). "
+        "Where a connection goes, like a DNS answer, is not what a URL names: it stays out of "
+        "the config hash and run.json, so a run resumes after it changes. Applies to curate's "
+        "HTTP client, not to yt-dlp.",
+    )
+
+    @field_validator("connect_to")
+    @classmethod
+    def _connect_to(cls, value: dict[str, str]) -> dict[str, str]:
+        """Canonical `host:port` on both sides (lowercase, IPv6 in brackets), checked once
+        here so a typo fails when the config loads, not per fetch."""
+        return {_host_port(k): _host_port(v) for k, v in value.items()}
 
     @field_validator("allowed_networks")
     @classmethod

@@ -10,6 +10,7 @@ truncated bodies) are retried, with exponential backoff and jitter honouring Ret
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import threading
@@ -131,6 +132,7 @@ class Fetcher:
             resolver,
             cfg.dns_cache_ttl_s,
             timeout_s=cfg.connect_timeout_s,
+            connect_to=cfg.connect_to,
         )
         concurrency = max(1, int(cfg.per_domain_concurrency * share))
         rate = cfg.per_domain_rate_per_s * share if cfg.per_domain_rate_per_s else None
@@ -326,14 +328,16 @@ class Fetcher:
                 attempt += 1
 
 
-_FETCHERS: dict[tuple[str, float], Fetcher] = {}
+_FETCHERS: dict[tuple[str, str, float], Fetcher] = {}
 _FETCHERS_LOCK = threading.Lock()
 
 
 def get_fetcher(cfg: FetchConfig, share: float = 1.0) -> Fetcher:
     """The process-wide Fetcher for this config: DNS cache, limits and robots persist across
     partitions that the same worker runs."""
-    key = (cfg.model_dump_json(), share)
+    # connect_to is left out of every dump (it is not part of the config hash), so it is
+    # keyed on its own: two runs with other targets must not share a guard.
+    key = (cfg.model_dump_json(), json.dumps(cfg.connect_to, sort_keys=True), share)
     with _FETCHERS_LOCK:
         if key not in _FETCHERS:
             _FETCHERS[key] = Fetcher(cfg, share=share)

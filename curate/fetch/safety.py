@@ -2,7 +2,9 @@
 
 A host is resolved once (numeric forms such as `2130706433`, `0x7f.1` or `0177.0.0.1` are
 parsed as the C library would), every address is checked, and the connection later goes to a
-checked address: DNS rebinding between check and connect is not possible.
+checked address: DNS rebinding between check and connect is not possible. A `connect_to`
+entry (curl's --connect-to) sends a host:port's connections to another host:port; that
+target is resolved and checked the same way, so a mapping opens nothing the guard refuses.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from curate.errors import SampleFailure
 
-__all__ = ["AddressGuard", "Resolver", "parse_ip_literal", "system_resolver"]
+__all__ = ["AddressGuard", "Resolver", "parse_ip_literal", "split_host_port", "system_resolver"]
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
@@ -47,6 +49,20 @@ def parse_ip_literal(host: str) -> IP | None:
         except OSError:
             return None
     return None
+
+
+def _bare(host: str) -> str:
+    """A host as urllib3 and urlsplit hand it over, made comparable: lowercase, no brackets
+    around IPv6, no trailing dot."""
+    return host.strip("[]").lower().rstrip(".")
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` to (bare host, port); ValueError when not one."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not _bare(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {text!r}")
+    return _bare(host), int(port)
 
 
 def _unwrap(ip: IP) -> IP:
@@ -79,8 +95,12 @@ class AddressGuard:
         resolver: Resolver | None = None,
         ttl_s: float = 300.0,
         timeout_s: float | None = None,
+        connect_to: Mapping[str, str] | None = None,
     ) -> None:
         self.allow_private = allow_private
+        self.connect_to = {
+            split_host_port(k): split_host_port(v) for k, v in (connect_to or {}).items()
+        }
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         self.resolver = resolver or system_resolver
         self.ttl_s = ttl_s
@@ -134,16 +154,24 @@ class AddressGuard:
                 "dns_error", f"{host}: no answer from the resolver within {self.timeout_s:g}s"
             ) from None
 
+    def route(self, host: str, port: int) -> tuple[str, int]:
+        """Where connections for host:port go: its connect_to target, else itself."""
+        return self.connect_to.get((_bare(host), port), (host, port))
+
     def check(self, host: str, port: int) -> str:
-        """The address to connect to; SampleFailure(private_address) if any is not allowed."""
+        """The address to connect to; SampleFailure(private_address) if any is not allowed.
+        For a mapped host:port, the target's addresses are the ones resolved and checked."""
         if not host:
             raise SampleFailure("bad_url", "no host")
-        addrs = self._resolve(host, port)
+        target, target_port = self.route(host, port)
+        addrs = self._resolve(target, target_port)
+        via = "" if (target, target_port) == (host, port) else f" (connect_to {target})"
         for a in addrs:
             if not self.permitted(ipaddress.ip_address(a.split("%", 1)[0])):
-                raise SampleFailure("private_address", f"{host} resolves to {a}")
+                raise SampleFailure("private_address", f"{host}{via} resolves to {a}")
         return addrs[0]
 
-    def pinned(self, host: str, port: int) -> str:
-        """For the connection layer: the checked address (re-checked if the cache expired)."""
-        return self.check(host, port)
+    def pinned(self, host: str, port: int) -> tuple[str, int]:
+        """For the connection layer: the checked address and the port to dial (connect_to's,
+        else the URL's), re-checked if the cache expired."""
+        return self.check(host, port), self.route(host, port)[1]

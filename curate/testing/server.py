@@ -306,12 +306,20 @@ class WebServer:
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler, bind_and_activate=True)
         self._httpd.owner = self
         host, port = self._httpd.server_address[:2]
+        self.port = int(port)
         self.base_url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._timer = threading.Timer(max_seconds, self.shutdown)
         self._timer.daemon = True
+
+    def connect_to(self, origin: str) -> dict[str, str]:
+        """A `fetch.connect_to` entry that sends `origin`'s connections (`http://host` or
+        `http://host:port`) here: URLs can then name a fixed host whatever port the OS gave
+        this server, and uids and sample json stay the same from run to run."""
+        parts = urlsplit(origin)
+        return {f"{parts.hostname}:{parts.port or 80}": f"127.0.0.1:{self.port}"}
 
     def _start(self) -> None:
         self._thread.start()

@@ -60,6 +60,22 @@ def test_img_route_serves_exact_bytes(server: WebServer, root: Path) -> None:
         assert int(r.headers["Content-Length"]) == len(r.content)
 
 
+def test_connect_to_sends_a_fixed_origin_here(server: WebServer, root: Path) -> None:
+    from curate.config import FetchConfig
+    from curate.fetch.http import Fetcher
+
+    assert server.base_url == f"http://127.0.0.1:{server.port}"
+    assert server.connect_to("http://site.invalid") == {
+        "site.invalid:80": f"127.0.0.1:{server.port}"
+    }
+    assert server.connect_to("http://site.invalid:8080/x") == {
+        "site.invalid:8080": f"127.0.0.1:{server.port}"
+    }
+    cfg = FetchConfig(allow_private_networks=True, connect_to=server.connect_to("http://s.invalid"))
+    data = Fetcher(cfg).fetch("http://s.invalid/img/a.jpg")
+    assert data == (root / "files" / "a.jpg").read_bytes()
+
+
 def test_keep_alive_session_and_head(server: WebServer) -> None:
     with requests.Session() as s:
         for _ in range(3):
