@@ -40,6 +40,9 @@ LAYOUT = 2
 # Files of a shards folder beside the tars; a corpus keeps them when copied out of its run.
 SIZES, MANIFEST, CARD = "sizes.json", "manifest.json", "README.md"
 _FOLDERS = ("ingest", "raw", "features", "decisions", "labels", "ledger", "shards", "state")
+# What the atomic writers leave at the top of a run killed before run.json was renamed into
+# place (report.html comes later, but a `.tmp` of curate's own file is curate's all the same).
+_TOP_LEFTOVERS = ("run.json.tmp", "report.html.tmp")
 _PACKAGES = (
     "curate",
     "dask",
@@ -55,6 +58,14 @@ _PACKAGES = (
 # What a task is given to name its run: a UPath (which carries its store's options to the
 # worker), a local path, or a string.
 RunRoot = str | os.PathLike[str] | UPath
+
+
+def _is_leftover(path: UPath) -> bool:
+    """A folder or an atomic writer's `*.tmp` file: what a killed run leaves in its folders
+    (a symlink is never one: curate writes none, so it is someone else's)."""
+    if path.is_symlink():
+        return False
+    return path.is_dir() or (path.is_file() and path.name.endswith(".tmp"))
 
 
 def partition_name(index: int) -> str:
@@ -223,9 +234,24 @@ class RunDir:
             return False
         return isinstance(info, dict) and {"config", "config_hash", "started_at"} <= info.keys()
 
+    def holds_only_leftovers(self) -> bool:
+        """Whether a local folder without run.json holds nothing but what a run of curate
+        killed before run.json existed leaves: `run.json.tmp` (its first write, cut before
+        the rename), curate's own folders holding only folders and `*.tmp` (the atomic
+        writers' unfinished files). Such a folder is resumed, not refused: a user who kills a
+        run in its first second must be able to rerun it; anything else is someone's data."""
+        for entry in self.root.iterdir():
+            if entry.name in _TOP_LEFTOVERS and _is_leftover(entry) and entry.is_file():
+                continue
+            ours = entry.name in _FOLDERS and _is_leftover(entry) and entry.is_dir()
+            if not ours or not all(_is_leftover(p) for p in entry.rglob("*")):
+                return False
+        return True
+
     def check_location(self) -> None:
         """Refuse, before any work, an output that cannot hold a run: a file, a folder that
-        is not writable, or a non-empty folder that is not a curate run."""
+        is not writable, or a non-empty folder that is not a curate run (nor only the
+        leftovers of one killed before run.json existed: see `holds_only_leftovers`)."""
         root = self.root
         if not self.local:
             if root.is_file():
@@ -243,7 +269,7 @@ class RunDir:
             raise CurateError(f"{probe}: is a file, so {root} cannot be created")
         if not os.access(str(probe), os.W_OK | os.X_OK):
             raise CurateError(f"{probe}: not writable; choose another output")
-        if root.exists() and not self.is_run() and any(root.iterdir()):
+        if root.exists() and not self.is_run() and not self.holds_only_leftovers():
             raise CurateError(
                 f"{root}: is not empty and is not a curate run directory; choose an empty output"
             )
@@ -257,8 +283,6 @@ class RunDir:
         run with another is refused unless `overwrite`. Any other change is an incremental
         rerun: the stages whose inputs changed redo their tasks.
         """
-        if self.local:
-            (self.root / "run.json.tmp").unlink(missing_ok=True)  # a kill while writing it
         if self.is_run():
             previous = read_json(self.run_json)
             if previous.get("layout") != LAYOUT:
@@ -286,8 +310,11 @@ class RunDir:
                 self.clear()
         if self.local:
             self.root.mkdir(parents=True, exist_ok=True)
-            for tmp in self.root.rglob("*.tmp"):  # left by a killed run; none other writes here
-                tmp.unlink(missing_ok=True)
+            # Left by a killed run (run.json.tmp too: the check took such a folder as ours);
+            # nothing but curate writes here.
+            for tmp in self.root.rglob("*.tmp"):
+                if not tmp.is_dir():
+                    tmp.unlink(missing_ok=True)
         info: dict[str, Any] = {
             "layout": LAYOUT,
             "name": name,
@@ -305,7 +332,7 @@ class RunDir:
         """Remove everything a run writes (and nothing else: the check refused strangers)."""
         for name in _FOLDERS:
             remove_tree(self.root / name)
-        for f in (self.run_json, self.report):
+        for f in (self.report, self.run_json):  # run.json last: a kill mid-way leaves a run
             if self.local or f.exists():
                 f.unlink(missing_ok=True)
 

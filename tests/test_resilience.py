@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from conftest import flat_site
 
 import curate
+from curate.io.atomic import KILL_BEFORE_RENAME
 from curate.pipeline import RunResult
 from curate.rundir import RunDir
 from curate.shards.tar import iter_tar_samples
@@ -34,28 +36,76 @@ def any_tmp(out: Path) -> bool:
     return bool(list(out.rglob("*.tmp")))
 
 
-def two_markers(out: Path) -> bool:
-    return len(RunDir(out).markers("fetch")) >= 2
+def _only_run_json_tmp(out: Path) -> bool:
+    return sorted(p.name for p in out.iterdir()) == ["run.json.tmp"]
 
 
-@pytest.mark.parametrize("moment", [any_tmp, two_markers], ids=["mid-partition", "two-done"])
+def _mid_partition(out: Path) -> bool:
+    return (out / "raw" / "00001.tar.tmp").is_file() and not RunDir(out).raw_tar("00001").exists()
+
+
+def _between_rename_and_marker(out: Path) -> bool:
+    run = RunDir(out)
+    return run.raw_tar("00002").is_file() and not run.marker("fetch", "00002").exists()
+
+
+def _mid_shards(out: Path) -> bool:
+    run = RunDir(out)
+    done = len(run.markers("fetch")) == len(run.partitions()) == 4
+    return done and (out / "shards" / "00000.tar.tmp").is_file() and not run.manifest.exists()
+
+
+# Where the run is killed (the file whose rename it never reaches) and what must hold then.
+KILLS: dict[str, tuple[str, Callable[[Path], bool]]] = {
+    "before-run-json": ("run.json", _only_run_json_tmp),
+    "mid-partition": ("raw/00001.tar", _mid_partition),
+    "between-rename-and-marker": ("state/fetch/00002.json", _between_rename_and_marker),
+    "mid-shards": ("shards/00000.tar", _mid_shards),
+}
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 60) -> None:
+    """Until no live process of the killed group is left: a worker still dying must not
+    write beside the rerun. (Zombies are dead; only their parent can reap them.)"""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone while listed
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(stat.parent.name)
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of group {pgid} outlived SIGKILL: {alive}")
+
+
+@pytest.mark.parametrize("moment", list(KILLS), ids=list(KILLS))
 def test_kill_9_then_rerun_is_byte_identical(
-    finished: RunResult, config_path: Path, tmp_path: Path, moment: Callable[[Path], bool]
+    finished: RunResult, config_path: Path, tmp_path: Path, moment: str
 ) -> None:
+    """kill -9 of the whole run (driver and workers) at a named moment, made certain by the
+    atomic writer's test hook rather than by polling; the rerun must resume to equal bytes."""
+    where, holds = KILLS[moment]
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "curate", "run", str(config_path), "-o", str(out), "-q"],
-        start_new_session=True,
+        start_new_session=True,  # the hook kills the process group: this one, not pytest's
+        env={**os.environ, KILL_BEFORE_RENAME: where},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out.exists() and moment(out)):
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert moment(out), "the run never reached the moment to kill it"
-    assert not (out / "shards" / "manifest.json").exists(), "killed too late to test resume"
+    try:
+        returncode = proc.wait(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        _wait_group_gone(proc.pid)
+    assert returncode == -signal.SIGKILL, f"the run ended ({returncode}) before {where}"
+    assert holds(out), sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     resumed = curate.run(config_path, out, progress=False)
     assert resumed.funnel == finished.funnel
     assert snapshot(out) == snapshot(finished.output)

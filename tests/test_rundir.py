@@ -31,6 +31,80 @@ def test_kill_while_writing_run_json_leaves_a_startable_directory(tmp_path: Path
     assert sorted(p.name for p in out.iterdir()) == ["run.json"]
 
 
+@pytest.mark.parametrize(
+    "leftovers",
+    [
+        ["run.json.tmp"],
+        [],
+        ["state/", "raw/"],
+        ["run.json.tmp", "state/fetch/", "raw/00001.tar.tmp", "report.html.tmp"],
+    ],
+    ids=["run-json-tmp", "empty", "empty-folders", "tmp-in-folders"],
+)
+def test_a_run_killed_before_run_json_existed_is_resumed(
+    tmp_path: Path, leftovers: list[str]
+) -> None:
+    """Issue 22: a kill in a run's first second leaves only curate's own leftovers; the rerun
+    takes the folder as its own (the check runs before `start` cleans them) and clears them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in leftovers:
+        if name.endswith("/"):
+            (out / name).mkdir(parents=True)
+        else:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(b'{"config_ha')
+    run = RunDir(out)
+    assert run.holds_only_leftovers()
+    run.check_location()
+    _start(out)
+    assert run.is_run() and not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["notes.txt"],
+        ["run.json.tmp", "notes.txt"],
+        ["run.json.tmp", "raw/photo.jpg"],
+        ["run.json.tmp", "photos/"],
+        ["run.json.tmp", "notes.tmp"],
+        ["run.json.tmp/"],
+    ],
+    ids=["foreign", "tmp-and-foreign", "foreign-in-raw", "foreign-folder", "other-tmp", "dir"],
+)
+def test_foreign_files_beside_leftovers_are_refused(tmp_path: Path, files: list[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in files:
+        if name.endswith("/"):
+            (out / name).mkdir(parents=True)
+        else:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(b"mine")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert not RunDir(out).holds_only_leftovers()
+    with pytest.raises(CurateError, match="is not empty and is not a curate run directory"):
+        RunDir(out).check_location()
+    for overwrite in (False, True):
+        with pytest.raises(CurateError, match="is not empty and is not a curate run directory"):
+            _start(out, overwrite=overwrite)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_symlink_is_never_a_leftover(tmp_path: Path) -> None:
+    """A link named like curate's folder may lead to someone's data: refused, not walked."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.tmp").write_bytes(b"theirs")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "raw").symlink_to(elsewhere)
+    with pytest.raises(CurateError, match="not a curate run directory"):
+        RunDir(out).check_location()
+    assert (elsewhere / "x.tmp").read_bytes() == b"theirs"
+
+
 def test_foreign_files_are_still_refused_even_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

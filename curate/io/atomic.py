@@ -3,6 +3,13 @@
 Locally: write `*.tmp`, flush, fsync, rename. On an object store (s3://, gs://...) a rename
 is a copy, so the bytes go to a local temporary file and are uploaded in one put: the store
 shows the object whole or not at all, and a killed upload leaves nothing under its name.
+
+Test hook: with `CURATE_TEST_KILL_BEFORE_RENAME` set to the end of a path (`run.json`,
+`raw/00001.tar`, `state/fetch/00002.json`), a local write of that file SIGKILLs its process
+group (the driver and its LocalCluster workers) once the tmp is whole, before the rename:
+tests/test_resilience.py kills a run at a named moment instead of polling for one. It fires
+only in a process group that leads its own session (`setsid`, `start_new_session=True`), so it
+can never take down the shell or test process that started the run.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +25,19 @@ from typing import Any, BinaryIO
 
 from upath import UPath
 
-__all__ = ["atomic_open", "read_json", "write_bytes", "write_json"]
+__all__ = ["KILL_BEFORE_RENAME", "atomic_open", "read_json", "write_bytes", "write_json"]
+
+KILL_BEFORE_RENAME = "CURATE_TEST_KILL_BEFORE_RENAME"
+
+
+def _kill_point(final: Path) -> None:
+    """The test hook (see the module docstring): one environment lookup per local write."""
+    where = os.environ.get(KILL_BEFORE_RENAME)
+    if not where or not final.as_posix().endswith("/" + where.strip("/")):
+        return
+    group = os.getpgrp()
+    if os.getsid(0) == group:
+        os.killpg(group, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -37,6 +57,7 @@ def atomic_open(path: str | Path | UPath) -> Iterator[BinaryIO]:
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        _kill_point(final)
         os.replace(tmp, final)
     except BaseException:
         f.close()
