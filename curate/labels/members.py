@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from curate.config import LabelsConfig
 from curate.labels.fom import frame_order, mask_spans
@@ -36,6 +37,7 @@ from curate.labels.regions import (
     superpixel_regions,
 )
 from curate.labels.seed import rng_for
+from curate.media.image import pictures
 
 __all__ = [
     "LABELS_VERSION",
@@ -46,13 +48,24 @@ __all__ = [
     "itm_member",
     "mlm_member",
     "patchmask_member",
+    "picture",
     "regions_member",
     "sample_regions",
     "vsm_member",
 ]
 
 # Bump when a label's bytes change for the same sample, seed and settings.
-LABELS_VERSION = 1
+LABELS_VERSION = 2  # 2: negatives length-matched, indexed in uid order; codebook in manifest
+
+
+def picture(members: dict[str, bytes]) -> np.ndarray | None:
+    """The picture a sample's labels are made from, as RGB: its image, or a clip's middle
+    frame; None without one (audio). The labels stage and `curate validate` both read it."""
+    shown = pictures(members)
+    if not shown:
+        return None
+    with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def _json(obj: Any) -> bytes:

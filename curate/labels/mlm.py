@@ -16,7 +16,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CLIP_VOCAB", "IGNORE", "MASK_ID", "Masked", "mask_caption", "mask_tokens", "tokenize"]
+__all__ = [
+    "CLIP_VOCAB",
+    "IGNORE",
+    "MASK_ID",
+    "Masked",
+    "mask_caption",
+    "mask_tokens",
+    "token_length",
+    "tokenize",
+]
 
 CLIP_VOCAB = 49408
 SOT, EOT, PAD = 49406, 49407, 0
@@ -45,6 +54,12 @@ def tokenize(text: str | None, length: int = 77) -> NDArray[np.int32]:
     out = np.zeros(length, np.int32)
     out[: len(ids) + 2] = [SOT, *ids, EOT]
     return out
+
+
+def token_length(text: str | None, length: int = 77) -> int:
+    """How many ordinary tokens the caption has as `tokenize` cuts it: what the length rule
+    of ITM/VSM negatives compares."""
+    return min(len(_tokenizer().encode(text or "")), length - 2)
 
 
 def _ordinary(ids: NDArray[np.int32], sot: int, eot: int) -> NDArray[np.bool_]:

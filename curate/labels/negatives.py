@@ -2,7 +2,10 @@
 describe it. Hard ones are its caption's nearest neighbours by CLIP text embedding, never
 from its own dedup cluster (a near copy is a positive) and never above a similarity ceiling
 (likely false negatives: another photo of the same thing); random ones fill the rest, and
-are all there is without embeddings.
+are all there is without embeddings. Every negative, hard or random, has a caption within
+`LENGTH_TOLERANCE` CLIP tokens of the anchor's, so a matching score is about the picture,
+not about which text is shorter; where fewer such captions exist, the anchor gets fewer
+negatives.
 
 Embeddings are quantised to multiples of 2**-12 before the dot products, so every partial
 sum is exact in float64 and the ranking is the same whatever BLAS or SIMD path runs it.
@@ -15,9 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Negative", "pick_negatives", "quantise", "quantised_similarity"]
+__all__ = [
+    "LENGTH_TOLERANCE",
+    "Negative",
+    "pick_negatives",
+    "quantise",
+    "quantised_similarity",
+]
 
 _Q = 4096.0
+LENGTH_TOLERANCE = 2  # tokens a negative's caption may differ from the anchor's
 
 
 @dataclass(frozen=True)
@@ -52,15 +62,21 @@ def pick_negatives(
     ceiling: float = 0.9,
     similarity: NDArray[np.floating] | None = None,
     excluded: NDArray[np.bool_] | None = None,
+    lengths: NDArray[np.integer] | None = None,
 ) -> list[Negative]:
     """Negatives of sample `anchor` among n samples. `cluster[i]` is sample i's dedup
     cluster (a unique id when it has none); `similarity` is the anchor's row of
     `quantised_similarity` (None: random negatives only, k_hard + k_random of them);
-    `excluded` marks other samples this anchor must not get (e.g. neighbouring clips)."""
+    `excluded` marks other samples this anchor must not get (e.g. neighbouring clips);
+    `lengths[i]` is sample i's caption length in tokens (None: any length). Fewer than
+    asked come back only when fewer samples are allowed."""
     allowed = np.asarray(cluster) != cluster[anchor]
     allowed[anchor] = False
     if excluded is not None:
         allowed &= ~np.asarray(excluded, bool)
+    if lengths is not None:
+        span = np.abs(np.asarray(lengths, np.int64) - int(lengths[anchor]))
+        allowed &= span <= LENGTH_TOLERANCE
     hard: list[Negative] = []
     if similarity is not None and k_hard > 0:
         sim = np.asarray(similarity, np.float64)

@@ -21,6 +21,7 @@ __all__ = [
     "assign",
     "fit_codebook",
     "grid_regions",
+    "lloyd_step",
     "pick_masked",
     "region_features",
     "superpixel_regions",
@@ -128,11 +129,29 @@ def _nearest_sq(x: NDArray[np.float64], centre: NDArray[np.float64]) -> NDArray[
     )
 
 
+def lloyd_step(features: NDArray[np.float64], centres: NDArray[np.float64]) -> NDArray[np.float64]:
+    """One Lloyd step over quantised features: each centre becomes the quantised mean of the
+    rows nearest to it (an empty cluster keeps its centre). Rounding each coordinate of the
+    mean is the nearest point of the quantum grid, so no step raises the within-cluster sum
+    of squares: the steps settle on a fixed point, which `curate validate` checks."""
+    k = len(centres)
+    lab = assign(features, centres)
+    counts = np.bincount(lab, minlength=k)
+    sums = np.stack(
+        [np.bincount(lab, weights=features[:, j], minlength=k) for j in range(features.shape[1])],
+        1,
+    )
+    new = centres.copy()
+    full = counts > 0  # exact sums of multiples of 2**-10
+    new[full] = np.round(sums[full] / counts[full, None] * _Q) / _Q
+    return new
+
+
 def fit_codebook(
-    features: NDArray[np.float64], k: int, rng: np.random.Generator, iters: int = 25
+    features: NDArray[np.float64], k: int, rng: np.random.Generator, iters: int = 200
 ) -> NDArray[np.float64]:
-    """k-means (k-means++ start, Lloyd steps) over quantised features; (k', 11) with k' =
-    min(k, distinct rows). An empty cluster keeps its centre."""
+    """k-means (k-means++ start, Lloyd steps until a fixed point, at most `iters`) over
+    quantised features; (k', 11) with k' = min(k, distinct rows)."""
     x = np.round(np.asarray(features, np.float64) * _Q) / _Q
     distinct = np.unique(x, axis=0)
     k = min(k, len(distinct))
@@ -147,14 +166,7 @@ def fit_codebook(
         d = np.minimum(d, _nearest_sq(distinct, centres[-1]))
     c = np.array(centres)
     for _ in range(iters):
-        lab = assign(x, c)
-        counts = np.bincount(lab, minlength=k)
-        sums = np.stack(
-            [np.bincount(lab, weights=x[:, j], minlength=k) for j in range(x.shape[1])], 1
-        )
-        new = c.copy()
-        full = counts > 0  # exact sums of multiples of 2**-10; an empty cluster stays put
-        new[full] = np.round(sums[full] / counts[full, None] * _Q) / _Q
+        new = lloyd_step(x, c)
         if np.array_equal(new, c):
             break
         c = new

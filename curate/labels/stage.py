@@ -10,18 +10,17 @@ members into labels/NNNNN.tar, keyed by uid; the shards stage merges them in. Wi
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import numpy as np
 import polars as pl
-from PIL import Image
 
 from curate.config import LabelsConfig, PipelineConfig
 from curate.engine.stage import Plan, Stage, Task, digest, stage_digest
 from curate.io.atomic import atomic_open
 from curate.io.store import load_npy, read_parquet, remove_tree
+from curate.labels.corpus import build_corpus, negatives_for, text_embeddings
 from curate.labels.members import (
     LABELS_VERSION,
     audiomask_member,
@@ -29,11 +28,11 @@ from curate.labels.members import (
     itm_member,
     mlm_member,
     patchmask_member,
+    picture,
     regions_member,
     sample_regions,
     vsm_member,
 )
-from curate.labels.negatives import pick_negatives, quantise
 from curate.labels.regions import fit_codebook, region_features
 from curate.labels.seed import rng_for
 from curate.media.image import pictures
@@ -45,7 +44,6 @@ from curate.tables import raw_table, read_placement, write_table
 __all__ = ["LABELS", "LABELSET", "label_members"]
 
 _ITM_SCHEMA = {"uid": pl.String(), "itm": pl.String(), "vsm": pl.String()}
-_BLOCK = 1024  # anchors per similarity block: n x 1024 float64 at a time
 
 
 def label_members(cfg: PipelineConfig) -> tuple[str, ...]:
@@ -70,64 +68,11 @@ def label_members(cfg: PipelineConfig) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _picture(members: dict[str, bytes]) -> np.ndarray | None:
-    """The sample's stored picture (a clip's middle frame) as RGB, or None (audio)."""
-    shown = pictures(members)
-    if not shown:
-        return None
-    with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
 def _kept(run: RunDir) -> pl.DataFrame:
     """Kept samples in corpus order with their captions."""
     kept = kept_samples(run)
     captions = raw_table(run).select("uid", "caption")
     return kept.join(captions, on="uid", how="left", maintain_order="left")
-
-
-def _text_embeddings(run: RunDir, kept: pl.DataFrame) -> np.ndarray | None:
-    """Row-aligned CLIP text embeddings of the kept samples, or None without them."""
-    rows: dict[str, np.ndarray] = {}
-    for part in kept["partition"].unique().sort().to_list():
-        path = run.text_embeddings(part)
-        if not path.exists() or not run.features(part).exists():
-            return None
-        uids = read_parquet(run.features(part), columns=["uid"])["uid"].to_list()
-        emb = load_npy(path)
-        rows.update(zip(uids, emb, strict=True))
-    uids = kept["uid"].to_list()
-    if any(u not in rows for u in uids):
-        return None
-    return np.stack([rows[u] for u in uids]) if uids else None
-
-
-def _negatives(
-    uids: list[str],
-    emb: np.ndarray | None,
-    seed: int,
-    task: str,
-    k_hard: int,
-    k_random: int,
-    ceiling: float,
-    near: Any = None,
-) -> list[list[Any]]:
-    """Each sample's negatives among `uids`: hard by exact text similarity in blocks of
-    anchors (never the whole n x n matrix), `near(i)` marking samples anchor i must skip."""
-    cluster = np.arange(len(uids))  # kept samples are one per dedup cluster
-    q = quantise(emb) if emb is not None else None  # once: blocks reuse it
-    out = []
-    for lo in range(0, len(uids), _BLOCK):
-        sims = q[lo : lo + _BLOCK] @ q.T if q is not None else None
-        for i in range(lo, min(lo + _BLOCK, len(uids))):
-            row = sims[i - lo] if sims is not None else None
-            rng = rng_for(seed, task, uids[i])
-            excluded = near(i) if near is not None else None
-            negs = pick_negatives(
-                i, len(uids), cluster, rng, k_hard, k_random, ceiling, row, excluded
-            )
-            out.append(negs)
-    return out
 
 
 def labelset_task(run_dir: RunRoot, spec: LabelsConfig) -> dict[str, Any]:
@@ -140,45 +85,26 @@ def labelset_task(run_dir: RunRoot, spec: LabelsConfig) -> dict[str, Any]:
         wanted = set(uids)
         for part in kept["partition"].unique().sort().to_list():
             for key, members in iter_tar_samples(run.raw_tar(part)):
-                image = _picture(members) if key in wanted else None
+                image = picture(members) if key in wanted else None
                 if image is not None:
                     feats.append(region_features(sample_regions(image, spec)))
     all_feats = np.concatenate(feats) if feats else np.zeros((0, 11))
     book = fit_codebook(all_feats, spec.codebook_size, rng_for(spec.seed, "codebook", "corpus"))
     with atomic_open(run.codebook) as f:
         np.save(f, book)
-    emb = _text_embeddings(run, kept) if {"itm", "vsm"} & set(spec.tasks) else None
-    itm_negs: list[list[Any]] = []
-    vsm_negs: list[list[Any]] = []
-    if "itm" in spec.tasks and uids:
-        itm_negs = _negatives(
-            uids, emb, spec.seed, "itm", spec.itm_hard, spec.itm_random, spec.itm_ceiling
-        )
-    if "vsm" in spec.tasks and uids:
-        index = np.array([int(u.split("_")[1]) if "_" in u else 0 for u in uids])
-        videos: dict[str, list[int]] = {}
-        for i, u in enumerate(uids):
-            videos.setdefault(u.split("_")[0], []).append(i)
-
-        def near(i: int) -> np.ndarray:
-            """Clips of the anchor's own video within vsm_neighbours of it."""
-            mask = np.zeros(len(uids), dtype=bool)
-            same = np.array(videos[uids[i].split("_")[0]])
-            mask[same[np.abs(index[same] - index[i]) <= spec.vsm_neighbours]] = True
-            return mask
-
-        vsm_negs = _negatives(
-            uids, emb, spec.seed, "vsm", spec.vsm_hard, spec.vsm_random, spec.itm_ceiling, near
-        )
-    itm = [itm_member(negs, uids, captions).decode() for negs in itm_negs]
-    vsm = [vsm_member(negs, uids, captions).decode() for negs in vsm_negs]
-    hard = sum(n.kind == "hard" for negs in itm_negs + vsm_negs for n in negs)
+    tasks = [t for t in ("itm", "vsm") if t in spec.tasks] if uids else []
+    emb = text_embeddings(run, uids) if tasks else None
+    corpus = build_corpus(dict(zip(uids, captions, strict=True)), spec.text_length, emb)
+    docs: dict[str, list[str | None]] = {"itm": [None] * len(uids), "vsm": [None] * len(uids)}
+    hard = 0
+    for task in tasks:
+        member = itm_member if task == "itm" else vsm_member
+        for i, negs in negatives_for(corpus, range(len(corpus.uids)), task, spec):
+            docs[task][i] = member(negs, corpus.uids, corpus.texts).decode()
+            hard += sum(n.kind == "hard" for n in negs)
+    rows = len(uids) if tasks else 0
     table = pl.DataFrame(
-        {
-            "uid": uids if (itm or vsm) else [],
-            "itm": itm or [None] * (len(uids) if vsm else 0),
-            "vsm": vsm or [None] * (len(uids) if itm else 0),
-        },
+        {"uid": corpus.uids[:rows], "itm": docs["itm"][:rows], "vsm": docs["vsm"][:rows]},
         schema=_ITM_SCHEMA,
     )
     write_table(run.decision("itm"), table)
@@ -207,7 +133,7 @@ def labels_partition(run_dir: RunRoot, part: str, cfg: PipelineConfig) -> dict[s
             out: dict[str, bytes] = {}
             if "mlm.npz" in names:
                 out["mlm.npz"] = mlm_member(captions[key], key, spec)
-            image = _picture(members) if names & {"patchmask.npy", "regions.json"} else None
+            image = picture(members) if names & {"patchmask.npy", "regions.json"} else None
             if image is not None and "patchmask.npy" in names:
                 out["patchmask.npy"] = patchmask_member(image.shape[1], image.shape[0], key, spec)
             if image is not None and "regions.json" in names:

@@ -50,3 +50,43 @@ def test_random_negatives_without_embeddings() -> None:
     assert negs == again
     few = pick_negatives(0, 2, np.array([0, 0]), rng_for(0, "itm", "0"), 2, 1)
     assert few == []  # nobody outside the cluster
+
+
+def test_every_negative_is_matched_in_length_and_fewer_only_when_too_few_are() -> None:
+    e = _emb(60)
+    sim = quantised_similarity(e, e)
+    lengths = np.random.default_rng(1).integers(3, 30, 60)
+    for anchor in range(60):
+        negs = pick_negatives(
+            anchor, 60, np.arange(60), rng_for(0, "itm", str(anchor)), 3, 1, 0.9, sim[anchor],
+            lengths=lengths,
+        )  # fmt: skip
+        assert all(abs(lengths[n.index] - lengths[anchor]) <= 2 for n in negs)
+        pool = [
+            i for i in range(60)
+            if i != anchor and abs(lengths[i] - lengths[anchor]) <= 2 and sim[anchor, i] <= 0.9
+        ]  # fmt: skip
+        assert len(negs) == min(4, len(pool))
+        hard = [n.index for n in negs if n.kind == "hard"]
+        assert hard == sorted(pool, key=lambda i: (-sim[anchor, i], i))[:3]
+
+
+def test_one_anchor_alone_gets_what_it_gets_among_all() -> None:
+    """validate recomputes a sample of anchors with the stage's own function: the same
+    negatives whichever block an anchor's similarities were computed in."""
+    from curate.config import LabelsConfig
+    from curate.labels.corpus import build_corpus, negatives_for
+
+    words = ["a", "red", "dog", "on", "the", "green", "sofa", "by", "night"]
+    rng = np.random.default_rng(2)
+    texts = {f"v{i % 7}_{i:05d}": " ".join(rng.choice(words, 3 + i % 5)) for i in range(50)}
+    emb = dict(zip(sorted(texts), _emb(50), strict=True))
+    spec = LabelsConfig(itm_hard=2, vsm_neighbours=1)
+    for embeddings in (emb, None):
+        corpus = build_corpus(texts, 77, embeddings)
+        for task in ("itm", "vsm"):
+            every = dict(negatives_for(corpus, range(50), task, spec))
+            for i in (0, 17, 49):
+                assert dict(negatives_for(corpus, [i], task, spec))[i] == every[i]
+            for i, negs in every.items():
+                assert 0 < len(negs) <= 4 and i not in {n.index for n in negs}

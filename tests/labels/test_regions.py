@@ -76,3 +76,19 @@ def test_masked_regions_are_a_sorted_share() -> None:
 
 
 PINNED = [4, 1, 0, 6, 6, 3, 1, 3, 2, 3, 1, 7]
+
+
+def test_a_fitted_codebook_is_a_fixed_point_and_validate_says_when_not() -> None:
+    from curate.config import LabelsConfig
+    from curate.labels.regions import lloyd_step
+    from curate.labels.verify import LabelSpec, codebook_problems
+
+    x = np.round(np.random.default_rng(0).random((400, 11)) * 1024) / 1024
+    book = fit_codebook(x, 6, rng_for(0, "codebook", "corpus"))
+    assert np.array_equal(lloyd_step(x, book), book)
+    spec = LabelsConfig(codebook_size=6)
+    assert codebook_problems(x, LabelSpec(spec, book)) == []
+    moved = book.copy()
+    moved[2, 0] += 2**-10
+    assert "1 of 6 centres move" in codebook_problems(x, LabelSpec(spec, moved))[0]
+    assert "want min(6" in codebook_problems(x, LabelSpec(spec, book[:5]))[0]
