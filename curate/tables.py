@@ -219,8 +219,10 @@ class Manifest(BaseModel):
     shards: list[ManifestShard]
     labels: dict[str, Any] | None = Field(
         default=None,
-        description="The label spec, when the corpus has labels: version and every setting "
-        "(curate.config.LabelsConfig), seed included. Absent otherwise.",
+        description="The label spec, when the corpus has labels: `version`, `spec` (every "
+        "setting of curate.config.LabelsConfig, seed included) and `codebook`, the region "
+        "classes' k-means centres (k lists of 11 floats, multiples of 2**-10, exact), from "
+        "which `curate validate` recomputes every label. Absent otherwise.",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from curate.io.atomic import write_json
+from curate.io.store import load_npy
 from curate.rundir import RunDir, RunRoot
 from curate.tables import MANIFEST_VERSION, Manifest
 
@@ -33,6 +34,9 @@ def manifest_task(
             f"shard plan has {len(want)} shards, the shard tasks reported {len(wrote)} "
             "or other members"
         )
+    run = RunDir(run_dir)
+    if labels is not None and run.codebook.exists():  # validate recomputes classes from it
+        labels = {**labels, "codebook": load_npy(run.codebook).tolist()}
     return write_manifest(run_dir, summaries, members, config_hash, labels)
 
 
