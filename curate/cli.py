@@ -209,9 +209,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from curate.io.store import location
     from curate.shards.validate import validate_shards
 
-    problems = validate_shards(location(args.shards, _options(args)))
+    notes: list[str] = []
+    where = location(args.shards, _options(args))
+    problems = validate_shards(where, args.labels_sample, notes)
     for p in problems:
         print(f"FAIL {p}")
+    for note in notes:
+        print(f"note: {note}")
     if not problems:
         print(f"ok: {args.shards}")
     return 1 if problems else 0
@@ -352,8 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bars (with --apply)")
     c.set_defaults(fn=_cmd_calibrate)
 
-    v = sub.add_parser("validate", help="check shards against sizes.json and manifest.json")
-    v.add_argument("shards", help="the shards/ folder of a run (a path or a URL: s3://...)")
+    v = sub.add_parser(
+        "validate",
+        help="check shards against sizes.json and manifest.json, and recompute every label",
+    )
+    v.add_argument(
+        "shards",
+        help="the shards/ folder of a run, or the run directory itself (then ITM/VSM "
+        "negatives are recomputed from its text embeddings); a path or a URL: s3://...",
+    )
+    v.add_argument(
+        "--labels-sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="recompute the labels of a seeded sample of N samples (default: every sample "
+        "up to 100,000, then a sample of 100,000; 0: no label recomputation)",
+    )
     v.add_argument("--storage-options", help='fsspec options as JSON: {"s3": {...}}')
     v.set_defaults(fn=_cmd_validate)
 

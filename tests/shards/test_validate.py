@@ -78,4 +78,4 @@ def test_key_in_two_shards_is_named(tmp_path: Path) -> None:
         for i in range(3):
             w.write(f"s0k{i}", {"jpg": b"\xff\xd8\xff" + bytes([i]), "txt": b"t", "json": b"{}"})
     problems = validate_shards(shards)
-    assert "00001.tar: key 's0k0' is also in 00000.tar" in problems
+    assert problems == ["00001.tar: key 's0k0' is also in 00000.tar (and 2 more faults)"]
