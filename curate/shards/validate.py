@@ -101,11 +101,11 @@ def _scan_tar(
     try:
         for key, group in iter_tar_samples(path):
             count += 1
-            if key in keys or scan.owner.get(key, path.name) != path.name:
-                dup = key in keys
-                faults.append(
-                    f"duplicate key {key!r}" if dup else f"key {key!r} is also in {scan.owner[key]}"
-                )
+            if key in keys:
+                faults.append(f"duplicate key {key!r}")
+                continue
+            if scan.owner.get(key, path.name) != path.name:
+                faults.append(f"key {key!r} is also in {scan.owner[key]}")
                 continue
             keys.append(key)
             scan.owner[key] = path.name
@@ -149,9 +149,10 @@ def _check_labels(
     sound = [k for shard, keys in scan.keys.items() if shard not in scan.broken for k in keys]
     chosen = choose_sample(sound, LABELS_SAMPLE if limit is None else limit, ls.spec.seed)
     complete = not scan.broken
+    matched = bool({"itm", "vsm"} & set(ls.spec.tasks))
     emb = text_embeddings(run, sorted(scan.texts)) if run and scan.embedded else None
-    exact = complete and (not scan.embedded or emb is not None)
-    texts = scan.texts if {"itm", "vsm"} & set(ls.spec.tasks) else {}  # tokenized: only if used
+    exact = matched and complete and (not scan.embedded or emb is not None)
+    texts = scan.texts if matched else {}  # each is tokenized: only when negatives need it
     corpus = build_corpus(texts, ls.spec.text_length, emb)
     negatives = NegativeChecks(ls.spec, corpus, scan.owner, scan.broken, scan.embedded, exact)
     problems, feats = [], []
@@ -181,16 +182,17 @@ def _check_labels(
         problems.append(f"{MANIFEST}: its codebook is not the run's decisions/codebook.npy")
     if notes is not None:
         checked = len(sound) if chosen is None else len(chosen)
-        notes += _notes(checked, len(scan.owner), whole, scan, exact)
+        notes += _notes(checked, len(scan.owner), whole, scan.embedded and matched, exact)
         if negatives.unchecked:  # the broken shard is the problem, reported once
             notes.append(f"{negatives.unchecked} negatives name samples of broken shards")
     return problems
 
 
-def _notes(checked: int, total: int, whole: bool, scan: _Scan, exact: bool) -> list[str]:
+def _notes(checked: int, total: int, whole: bool, embedded: bool, exact: bool) -> list[str]:
+    """What was checked: how many samples, the codebook, how the negatives were."""
     how = "every sample" if whole else f"{checked} of {total} samples"
     out = [f"labels recomputed for {how}" + ("; codebook checked" if whole else "")]
-    if scan.embedded and not exact:
+    if embedded and not exact:
         out.append(
             "negatives checked by their rules; give the run directory (with features/) to "
             "recompute them"
