@@ -537,8 +537,9 @@ def _training(ctx: _Ctx) -> str:
             "accuracy": v.get("accuracy"),
             "chance": v.get("chance"),
             "bar": v.get("bar"),
+            "blind": (v.get("blind") or {}).get("accuracy"),
             "control": (v.get("control") or {}).get("accuracy"),
-            "beats chance": v.get("beats_chance"),
+            "passed": v.get("passed", v.get("beats_chance")),
         }
         for t, v in (m.get("tasks") or {}).items()
     ]
@@ -551,7 +552,8 @@ def _training(ctx: _Ctx) -> str:
     fig.update_layout(
         title="training loss (window means)", xaxis_title="window", yaxis_title="loss"
     )
-    loader = m.get("loader") or {}
+    timings = path.parent / "timings.json"
+    loader = m.get("loader") or (read_json(timings).get("loader") if timings.exists() else {})
     verdict = "passed" if m.get("passed") else f"FAILED {m.get('failures')} {m.get('leaks')}"
     return (
         f"<p>{html.escape(verdict)}; loader {_num(loader.get('samples_per_s'))} samples/s, "

@@ -93,18 +93,19 @@ def inspect_run(out: str, width: int | None = None) -> None:
     if metrics.exists():
         m = read_json(metrics)
         tr = Table(title="reference trainer (held-out)", title_justify="left")
-        for col in ("task", "n", "accuracy", "chance", "bar", "control", "result"):
+        for col in ("task", "n", "accuracy", "chance", "bar", "blind", "control", "result"):
             tr.add_column(col)
         for task, v in (m.get("tasks") or {}).items():
-            ok = v.get("beats_chance")
+            ok = v.get("passed", v.get("beats_chance"))
             tr.add_row(
                 task,
                 str(v.get("n")),
                 f"{v.get('accuracy', 0):.3f}",
                 f"{v.get('chance', 0):.3f}",
                 f"{v.get('bar', 0):.3f}",
+                f"{(v.get('blind') or {}).get('accuracy', 0):.3f}",
                 f"{(v.get('control') or {}).get('accuracy', 0):.3f}",
-                "beats chance" if ok else "FAILS",
+                "passes" if ok else "FAILS",
                 style="green" if ok else "red",
             )
         con.print(tr)

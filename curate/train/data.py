@@ -4,8 +4,9 @@ A sample becomes one `Example`: the caption's token ids (masked and original, fr
 `KEY.mlm.npz`), one token per region of its picture (a THUMBxTHUMB colour thumbnail of the region's
 box plus the box itself, as UNITER feeds a detector's regions), the masked regions and their
 codebook classes (`KEY.regions.json`), ITM / VSM negative texts, and for a clip its frames
-as thumbnails with the drawn order (`KEY.fom.json`). Held-out samples are chosen by a hash of
-the key, so the split is the same on every machine and for every shard layout.
+as thumbnails with the drawn order (`KEY.fom.json`). A clip's regions come from its middle
+frame, so the cells of its masked regions are blanked in every frame token: the model cannot
+read a masked region off a frame. Held-out samples are whole groups (`curate.train.split`).
 
 A shard that ends early or a sample that does not decode is skipped and counted (`Skipped`),
 never a crash an hour into a run: `curate validate` names the fault, the trainer carries on
@@ -15,7 +16,6 @@ with what it can read and reports what it could not.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import itertools
 import json
@@ -31,12 +31,15 @@ from PIL import Image
 
 from curate.config import LabelsConfig
 from curate.labels.mlm import IGNORE, tokenize
-from curate.media.image import pictures
+from curate.media.image import IMAGE_EXTS, pictures
+from curate.train.split import Split, held_out, sources_of
 
 __all__ = [
     "THUMB",
     "Corpus",
     "Example",
+    "Skipped",
+    "corpus_split",
     "decode_sample",
     "held_out",
     "iter_examples",
@@ -59,21 +62,16 @@ class Corpus:
     frames: int  # frames per clip; 0 for images and audio
 
     @property
+    def pictured(self) -> bool:
+        """Whether samples carry a picture: an image, or a clip's frames."""
+        return self.frames > 0 or any(m in IMAGE_EXTS for m in self.members)
+
+    @property
     def tasks(self) -> tuple[str, ...]:
         """The trainable tasks whose labels this corpus carries."""
-        have = set(self.members)
-        out = []
-        if "mlm.npz" in have:
-            out.append("mlm")
-        if "itm.json" in have and "mlm.npz" in have and "regions.json" in have:
-            out.append("itm")
-        if "regions.json" in have:
-            out.append("mrc")
-        if "fom.json" in have and self.frames > 1:
-            out.append("fom")
-        if "vsm.json" in have and self.frames > 0 and "mlm.npz" in have:
-            out.append("vsm")
-        return tuple(out)
+        from curate.train.tasks import TASKS
+
+        return tuple(t.name for t in TASKS if t.applies(self))
 
 
 def open_corpus(folder: Path) -> Corpus:
@@ -100,12 +98,6 @@ def open_corpus(folder: Path) -> Corpus:
         samples=sum(sizes.values()),
         frames=frames,
     )
-
-
-def held_out(key: str, fraction: float) -> bool:
-    """True for the samples kept out of training: a hash of the key, not its position."""
-    h = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    return h < fraction * 2**64
 
 
 @dataclass
@@ -158,40 +150,79 @@ def _tokens(text: str, length: int) -> NDArray[np.int64]:
     return tokenize(text, length).astype(np.int64)
 
 
-def decode_sample(sample: dict[str, Any], spec: LabelsConfig) -> Example:
-    """A webdataset sample (members as bytes) as an `Example`."""
-    key = str(sample["__key__"])
-    length = spec.text_length
+def _text(sample: dict[str, Any], length: int) -> tuple[NDArray[np.int64], ...]:
+    """(masked input ids, MLM labels, caption ids): from `mlm.npz`, or the caption (`txt`)
+    unmasked where the corpus has no MLM labels."""
     if "mlm.npz" in sample:
         with np.load(io.BytesIO(sample["mlm.npz"])) as z:
             ids = z["input_ids"].astype(np.int64)
             labels = z["labels"].astype(np.int64)
-        text = np.where(labels != IGNORE, labels, ids)
-    else:
-        ids = labels = text = np.zeros(length, np.int64)
-        labels = np.full(length, IGNORE, np.int64)
+        return ids, labels, np.where(labels != IGNORE, labels, ids)
+    text = bytes(sample.get("txt", b"")).decode("utf-8", "replace")
+    ids = _tokens(text, length)
+    return ids, np.full(length, IGNORE, np.int64), ids
+
+
+def _grid(w: int, h: int, n: int) -> list[dict[str, Any]]:
+    """An n x n grid of boxes over a w x h picture, as regions.json lists them: the picture
+    tokens of a corpus that carries no regions (ITM needs a picture all the same)."""
+    ys = [round(i * h / n) for i in range(n + 1)]
+    xs = [round(j * w / n) for j in range(n + 1)]
+    return [
+        {
+            "box": [xs[j], ys[i], xs[j + 1], ys[i + 1]],
+            "area": (xs[j + 1] - xs[j]) * (ys[i + 1] - ys[i]),
+            "class": None,
+        }
+        for i in range(n)
+        for j in range(n)
+        if xs[j + 1] > xs[j] and ys[i + 1] > ys[i]
+    ]
+
+
+def _blank(w: int, h: int, boxes: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which cells of a frame thumbnail (THUMB x THUMB samples at cell centres of a w x h
+    frame, channels last, flattened like `_thumbs`) fall inside any of `boxes`."""
+    centre = (np.arange(THUMB) + 0.5) / THUMB
+    ys, xs = (centre * h)[:, None], (centre * w)[None, :]
+    inside = np.zeros((THUMB, THUMB), bool)
+    for x0, y0, x1, y1 in boxes:
+        inside |= (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+    return np.repeat(inside.ravel(), 3)
+
+
+def decode_sample(sample: dict[str, Any], spec: LabelsConfig) -> Example:
+    """A webdataset sample (members as bytes) as an `Example`."""
+    key = str(sample["__key__"])
+    ids, labels, text = _text(sample, spec.text_length)
     members = {k: v for k, v in sample.items() if isinstance(v, bytes)}
     shown = pictures(members)
     width = 3 * THUMB * THUMB
     regions = np.zeros((0, width + 5), np.float32)
     masked = np.zeros(0, bool)
     classes = np.zeros(0, np.int64)
-    if "regions.json" in sample and shown:
-        doc = json.loads(sample["regions.json"])
-        with Image.open(io.BytesIO(shown[len(shown) // 2])) as im:
+    hidden = np.zeros((0, 4), np.float64)  # boxes of masked regions, in stored pixels
+    if shown:
+        middle = shown[len(shown) // 2]  # the picture labels were made from
+        with Image.open(io.BytesIO(middle)) as im:
             w, h = im.size
-        side = THUMB * spec.region_grid
-        image, sx, sy = _rgb(shown[len(shown) // 2], side)
-        if doc["regions"]:
-            boxes = np.asarray([r["box"] for r in doc["regions"]], np.float64)
-            area = np.asarray([r["area"] for r in doc["regions"]], np.float64)[:, None]
+        if "regions.json" in sample:
+            doc = json.loads(sample["regions.json"])
+            listed, picked = doc["regions"], list(doc["masked"])
+        else:
+            listed, picked = _grid(w, h, spec.region_grid), []
+        image, sx, sy = _rgb(middle, THUMB * spec.region_grid)
+        if listed:
+            boxes = np.asarray([r["box"] for r in listed], np.float64)
+            area = np.asarray([r["area"] for r in listed], np.float64)[:, None]
             geo = np.concatenate([boxes / [w, h, w, h], area / (w * h)], 1)
             thumbs = _thumbs(image, boxes * [sx, sy, sx, sy])
             regions = np.concatenate([thumbs, geo.astype(np.float32)], 1)
-        masked = np.zeros(len(doc["regions"]), bool)
-        masked[list(doc["masked"])] = True
+            hidden = boxes[picked]
+        masked = np.zeros(len(listed), bool)
+        masked[picked] = True
         classes = np.asarray(
-            [IGNORE if r["class"] is None else r["class"] for r in doc["regions"]], np.int64
+            [IGNORE if r["class"] is None else r["class"] for r in listed], np.int64
         )
     frames = np.zeros((0, width), np.float32)
     order = np.zeros(0, np.int64)
@@ -202,9 +233,12 @@ def decode_sample(sample: dict[str, Any], spec: LabelsConfig) -> Example:
             image, _, _ = _rgb(data, THUMB)
             whole = np.asarray([[0, 0, image.shape[1], image.shape[0]]], np.float64)
             shots.append(_thumbs(image, whole)[0])
-        frames = np.stack(shots)[order]  # slot i shows frame order[i]
+        stack = np.stack(shots)
+        stack[:, _blank(w, h, hidden)] = 0.0  # no frame shows a masked region's cells
+        frames = stack[order]  # slot i shows frame order[i]
     itm = json.loads(sample.get("itm.json", b'{"negatives":[]}'))["negatives"]
     vsm = json.loads(sample.get("vsm.json", b'{"negatives":[]}'))["negatives"]
+    length = spec.text_length
     return Example(
         key, ids, labels, text, regions, masked, classes, frames, order,
         [_tokens(n["caption"], length) for n in itm], [_tokens(n["text"], length) for n in vsm],
@@ -267,29 +301,41 @@ class Skipped:
         return {"count": self.count, "faults": self.faults}
 
 
+def corpus_split(corpus: Corpus, fraction: float, skipped: Skipped | None = None) -> Split:
+    """The grouped held-out split of the corpus: one pass reading each sample's caption and
+    json (`curate.train.split`)."""
+    skipped = skipped if skipped is not None else Skipped()
+    rows = (
+        (str(s["__key__"]), sources_of(str(s["__key__"]), s)) for s in _dataset(corpus, skipped)
+    )
+    return Split.of(rows, fraction)
+
+
 def iter_examples(
     corpus: Corpus,
     split: str,
-    held_out_fraction: float,
+    held: float | Split,
     epochs: int | None = 1,
     shuffle: int = 0,
     seed: int = 0,
     skipped: Skipped | None = None,
 ) -> Iterator[Example]:
     """The corpus's examples of one split ("train" or "eval") through webdataset's loader;
-    `epochs=None` repeats forever, `shuffle` is the size of webdataset's shuffle buffer.
-    Unreadable shards and samples are counted in `skipped` (a fresh one when None)."""
+    `held` is the held-out fraction (grouped by source: one extra pass over captions) or a
+    `Split`; `epochs=None` repeats forever, `shuffle` is the size of webdataset's shuffle
+    buffer. Unreadable shards and samples are counted in `skipped` (a fresh one when None)."""
     import random
 
     skipped = skipped if skipped is not None else Skipped()
+    chosen = held if isinstance(held, Split) else corpus_split(corpus, held, Skipped())
     want = split == "eval"
     epoch = 0
     while epochs is None or epoch < epochs:
         ds = _dataset(corpus, skipped)
-        ds = ds.select(lambda s, want=want: held_out(s["__key__"], held_out_fraction) == want)
+        ds = ds.select(lambda s, want=want: chosen.is_held_out(str(s["__key__"])) == want)
         if shuffle:
             ds = ds.shuffle(shuffle, rng=random.Random(seed * 1_000_003 + epoch))
-        yield from ds.map(skipped.decoding(corpus.spec))
+        yield from (e for e in ds.map(skipped.decoding(corpus.spec)) if e is not None)
         epoch += 1
 
 

@@ -1,6 +1,8 @@
 """`curate train` on a real labelled corpus: subtitle clips cut from MP4s whose white bar
-sweeps across each clip, so frame order can be learned. The model must beat chance on held-out
-clips, the random-label control must not, and too short a run must fail naming the task."""
+sweeps across each clip, so frame order can be learned. The model must beat chance and its
+blind baseline on held-out videos, the random-label control must sit at chance, too short a
+run must fail naming the task, and so must a corpus whose frames or region classes were
+sabotaged after the fact (`sabotage.py`)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     from curate.testing.media import build_video_web
 
     root = tmp_path_factory.mktemp("lessons")
-    rows = build_video_web(root, lessons=4)
+    rows = build_video_web(root, lessons=8)
     files = root / "files"
     for row in rows:  # keep the sweep videos, with their subtitles beside them
         if "lesson" not in str(row["route"]):
@@ -36,7 +38,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
         "media": {"min_clip_s": 1.0, "max_clip_s": 4.0, "frames": 4, "side": 96},
         "image": {"size": 64},
         "clip": {"enabled": False},
-        "dedup": {"enabled": False},  # synthetic segments can look alike; keep all 40
+        "dedup": {"enabled": False},  # synthetic segments can look alike; keep all 80
         "labels": {"tasks": ["mlm", "regions", "fom"], "codebook_size": 8},
         "engine": {"n_workers": 2},
     }
@@ -45,10 +47,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
 
 def test_the_loader_shows_each_clip_s_frames_in_the_drawn_order(clips: RunResult) -> None:
     corpus = open_corpus(clips.output)
-    assert corpus.samples == 40 and corpus.frames == 4
+    assert corpus.samples == 80 and corpus.frames == 4
     assert corpus.tasks == ("mlm", "mrc", "fom")
     examples = list(iter_examples(corpus, "train", 0.0))
-    assert len(examples) == 40
+    assert len(examples) == 80
     for e in examples:
         assert e.frames.shape == (4, 3 * THUMB * THUMB)
         assert sorted(e.frame_order.tolist()) == [0, 1, 2, 3]
@@ -59,26 +61,72 @@ def test_the_loader_shows_each_clip_s_frames_in_the_drawn_order(clips: RunResult
         in_time = column[np.argsort(e.frame_order)]
         assert (np.diff(in_time) >= 0).all() and in_time[-1] > in_time[0], (e.key, column)
         assert e.regions.shape[0] == 16 and e.region_masked.sum() == 4
+        # a masked region's cells are blank (exactly 0, which no pixel decodes to) in every
+        # frame: the region comes from the middle frame, which is also a frame token
+        shown = e.frames.reshape(4, THUMB, THUMB, 3)
+        blank = (shown == 0).all(axis=(0, 3))
+        assert blank.any() and (shown[:, ~blank] != 0).any(axis=-1).all()
         assert (np.abs(e.regions[:, : 3 * THUMB * THUMB]) <= 1).all()
         assert (e.mlm_labels != -100).any()
     assert plain_rate(corpus, 0.2)[0] > 0 and trainer_rate(corpus, 0.2)[0] > 0
 
 
-def test_frame_order_is_learned_and_the_random_label_control_stays_at_chance(
+FOM_ONLY = TrainSettings(
+    steps=300, held_out=0.3, tasks=("fom",), progress=False, loader_seconds=0.2
+)
+
+
+def test_frame_order_is_learned_and_the_blind_and_control_runs_stay_at_chance(
     clips: RunResult,
 ) -> None:
-    settings = TrainSettings(steps=300, held_out=0.3, tasks=("fom",), progress=False)
-    m = train(clips.output, settings)
+    m = train(clips.output, FOM_ONLY)
     fom = m["tasks"]["fom"]
-    # n counts held-out clips; each gives four frame-slot predictions
+    # n counts held-out clips, all of whole held-out videos; four slot predictions each
     assert fom["chance"] == pytest.approx(0.25) and fom["predictions"] == 4 * fom["n"]
-    assert fom["beats_chance"] and fom["accuracy"] >= fom["bar"] > 0.3, fom
+    assert m["samples"]["held_out"] == fom["n"] and m["samples"]["held_out"] % 10 == 0
+    assert fom["passed"] and fom["accuracy"] >= fom["bar"] > 0.3, fom
+    assert fom["blind"]["accuracy"] < fom["chance_bar"], fom  # no pixels, no order
     assert fom["control"]["at_chance"], fom
     assert fom["loss"][-1] < fom["loss"][0] and len(fom["loss"]) == 50
     assert m["passed"] and m["failures"] == [] and m["leaks"] == []
+    # what this run does not cover is said, not silently passed
+    assert set(m["untested"]) == {"mlm", "mrc", "patchmask.npy"}
     assert m["loader"]["samples_per_s"] > 0 and m["loader"]["ratio"] > 0
     saved = json.loads((clips.output / "train" / "metrics.json").read_text())
     assert saved["tasks"]["fom"]["accuracy"] == fom["accuracy"]
+
+
+def _sabotaged(clips: RunResult, tmp_path: Path, name: str) -> Path:
+    from sabotage import SABOTAGES
+
+    copy = tmp_path / name
+    shutil.copytree(clips.output / "shards", copy / "shards")
+    SABOTAGES[name](copy / "shards", 0)
+    return copy
+
+
+def test_frames_stored_out_of_order_fail_frame_order(clips: RunResult, tmp_path: Path) -> None:
+    # fom.json still says the true order of frames that are no longer stored in it
+    copy = _sabotaged(clips, tmp_path, "frames_scrambled")
+    proc = subprocess.run(
+        [sys.executable, "-m", "curate", "train", str(copy), "--steps", "300",
+         "--tasks", "fom", "--held-out", "0.3", "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAIL fom: held-out accuracy does not beat chance" in proc.stderr
+
+
+def test_random_region_classes_fail_masked_region_modelling(
+    clips: RunResult, tmp_path: Path
+) -> None:
+    copy = _sabotaged(clips, tmp_path, "random_region_classes")
+    settings = TrainSettings(
+        steps=300, held_out=0.3, tasks=("mrc",), progress=False, loader_seconds=0.2
+    )
+    m = train(copy, settings)
+    mrc = m["tasks"]["mrc"]
+    assert not m["passed"] and m["failures"] == ["mrc"] and not mrc["beats_chance"], mrc
 
 
 def test_a_run_too_short_to_learn_exits_non_zero_naming_the_task(clips: RunResult) -> None:
@@ -122,7 +170,7 @@ def test_a_broken_shard_is_skipped_counted_and_named_not_a_crash(
     assert "FAIL shards: 2 unreadable shards or samples skipped" in proc.stderr, proc.stderr
     skipped = json.loads((copy / "train" / "metrics.json").read_text())["skipped"]
     assert skipped["count"] == 2 and skipped["over_limit"]
-    assert 0 < skipped["samples_unread"] < 40
+    assert 0 < skipped["samples_unread"] < 80
     faults = {(f["key"], f["shard"]) for f in skipped["faults"]}
     assert (broken.split(".")[0], shard.name) in faults  # the sample, by key and shard
     assert (None, shard.name) in faults  # the shard that ends early
