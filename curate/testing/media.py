@@ -53,12 +53,20 @@ _TONES = [440.0, 660.0, 880.0, 1100.0, 1320.0]
 _WORDS = ["red sky", "green field", "blue water", "yellow sun", "purple flower"]
 
 
-def segments_for(durations: Sequence[float], offset: int = 0) -> list[Segment]:
-    """Consecutive segments of the given lengths; colours, tones and words cycle."""
+def segments_for(
+    durations: Sequence[float], offset: int = 0, nouns: int | None = None
+) -> list[Segment]:
+    """Consecutive segments of the given lengths; colours, tones and words cycle. With
+    `nouns` (a seed) each segment's noun is drawn apart from its colour ("a blue sun"), so
+    the colour word can be read only off the picture, never guessed from the noun."""
     out, t = [], 0.0
     for i, d in enumerate(durations):
         k = (i + offset) % len(_COLORS)
-        out.append(Segment(t, t + d, _COLORS[k], _TONES[k], f"segment {i}: a {_WORDS[k]}"))
+        words = _WORDS[k]
+        if nouns is not None:
+            drawn = int(np.random.default_rng([nouns, i]).integers(len(_WORDS)))
+            words = f"{words.split()[0]} {_WORDS[drawn].split()[1]}"
+        out.append(Segment(t, t + d, _COLORS[k], _TONES[k], f"segment {i}: a {words}"))
         t += d
     return out
 
@@ -104,6 +112,7 @@ def make_video(
     pattern: int | None = None,
     gop: int | None = None,
     sweep: bool = False,
+    thing: bool = False,
 ) -> Path:
     """An MP4 (H.264/AAC) or WebM (VP9/Opus), by suffix: each segment's colour and tone.
 
@@ -113,7 +122,10 @@ def make_video(
     same seed makes the same pictures at any size or quality. `gop` caps the frames between
     keyframes (what `cut: copy` starts clips on). `sweep` draws a white bar that crosses the
     frame from left to right during each segment: within a segment's clip, the frames' order
-    can be seen (what frame order modelling learns)."""
+    can be seen (what frame order modelling learns). `thing` (with `pattern`) puts two still
+    rectangles of colours no subtitle names, each half the frame's width and height,
+    somewhere on each segment: a masked part of one can be told only from the rest of it,
+    not from the text (what masked region modelling must show it learns)."""
     import av
 
     vcodec, acodec = _CODECS[path.suffix]
@@ -140,6 +152,9 @@ def make_video(
                 layout = _blocks(size, pattern, segments.index(seg))
                 pixels = np.clip(pixels.astype(np.int16) + layout[..., None], 0, 255)
                 pixels = pixels.astype(np.uint8)
+            if thing and pattern is not None:
+                for x0, y0, x1, y1, colour in _things(size, pattern, segments.index(seg)):
+                    pixels[y0:y1, x0:x1] = colour
             if sweep:
                 where = (i + 0.5) / fps - seg.start
                 x = int(where / (seg.end - seg.start) * size[0] * 0.9)
@@ -169,6 +184,24 @@ def _blocks(size: tuple[int, int], seed: int, segment: int) -> np.ndarray:
     ys = np.minimum(np.arange(size[1]) * 8 // size[1], 7)
     xs = np.minimum(np.arange(size[0]) * 8 // size[0], 7)
     return grid[ys[:, None], xs[None, :]]
+
+
+_THING_COLOURS = [(250, 250, 250), (20, 20, 20), (250, 140, 0), (0, 200, 200), (250, 100, 180)]
+
+
+def _things(size: tuple[int, int], seed: int, segment: int) -> list[tuple[int, int, int, int, Any]]:
+    """A segment's two rectangles: (x0, y0, x1, y1, colour) each, half the frame's width and
+    height on a quarter-frame grid, so each covers whole cells of a 4x4 region grid; two
+    different colours and places drawn from (seed, segment)."""
+    rng = np.random.default_rng([seed, segment, 1])
+    w, h = size[0] // 2, size[1] // 2
+    colours = rng.choice(len(_THING_COLOURS), 2, replace=False)
+    out = []
+    for c in colours:
+        x0 = int(rng.integers(0, 3)) * size[0] // 4
+        y0 = int(rng.integers(0, 3)) * size[1] // 4
+        out.append((x0, y0, x0 + w, y0 + h, _THING_COLOURS[int(c)]))
+    return out
 
 
 def _grain(size: tuple[int, int]) -> np.ndarray:
@@ -301,9 +334,11 @@ def build_video_web(root: Path, lessons: int = 0) -> list[dict[str, str | None]]
     files = root / "files"
     rows: list[dict[str, str | None]] = []
     for k in range(lessons):
-        segs = segments_for([2.5] * 10, offset=k)
+        segs = segments_for([2.5] * 10, offset=k, nouns=100 + k)
         name = f"lesson{k}"
-        make_video(files / f"{name}.mp4", segs, size=(160, 120), fps=12, pattern=10 + k, sweep=True)
+        make_video(
+            files / f"{name}.mp4", segs, (160, 120), fps=12, pattern=10 + k, sweep=True, thing=True
+        )
         (files / f"{name}.srt").write_bytes(timed_text(segs, "srt"))
         rows.append(
             {

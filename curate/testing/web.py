@@ -61,10 +61,16 @@ class SyntheticWeb:
         return cls(Path(root), pl.read_parquet(Path(root) / "truth.parquet"))
 
     def url_list(self, base_url: str) -> pl.DataFrame:
-        """The URL list a user would feed the pipeline, in truth's row order."""
+        """The URL list a user would feed the pipeline, in truth's row order. `origin` names
+        the photo a picture was cropped from (null for a drawn scene), as a LAION-style list
+        carries a page or collection id: the reference trainer holds out whole origins."""
         base = base_url.rstrip("/")
+        origin = pl.when(pl.col("kind") == "photo").then(pl.col("source"))
         return self.truth.select(
-            (pl.lit(base) + pl.col("route")).alias("url"), "caption", "item_id"
+            (pl.lit(base) + pl.col("route")).alias("url"),
+            "caption",
+            "item_id",
+            origin.otherwise(None).alias("origin"),
         )
 
     def write_url_list(self, path: Path, base_url: str) -> Path:
