@@ -186,7 +186,14 @@ def _blocks(size: tuple[int, int], seed: int, segment: int) -> np.ndarray:
     return grid[ys[:, None], xs[None, :]]
 
 
-_THING_COLOURS = [(250, 250, 250), (20, 20, 20), (250, 140, 0), (0, 200, 200), (250, 100, 180)]
+# never white: the sweeping bar is, and frame order is read off it
+_THING_COLOURS = [
+    (20, 20, 20),
+    (250, 140, 0),
+    (0, 200, 200),
+    (250, 100, 180),
+    (110, 60, 20),
+]
 
 
 def _things(size: tuple[int, int], seed: int, segment: int) -> list[tuple[int, int, int, int, Any]]:
