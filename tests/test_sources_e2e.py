@@ -145,7 +145,7 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert check.returncode == 0 and check.stdout.startswith("ok:")
+    assert check.returncode == 0 and check.stdout.splitlines()[-1].startswith("ok:")
     shard = out / "corpus" / "shards" / "00000.tar"
     shard.write_bytes(shard.read_bytes()[:5000])
     check = subprocess.run(
@@ -174,7 +174,7 @@ def test_demo_inspect_and_validate_commands(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert check.returncode == 0 and check.stdout.startswith("ok:")
+    assert check.returncode == 0 and check.stdout.splitlines()[-1].startswith("ok:")
 
 
 def test_replaced_local_image_or_empty_input_is_refused(tmp_path: Path) -> None:

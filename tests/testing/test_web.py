@@ -198,7 +198,11 @@ def test_unrelated_items_are_kept_apart() -> None:
 )
 def test_url_list_round_trip(web: SyntheticWeb, tmp_path: Path, suffix: str) -> None:
     expected = web.url_list("http://127.0.0.1:9/")
-    assert expected.columns == ["url", "caption", "item_id"]
+    assert expected.columns == ["url", "caption", "item_id", "origin"]
+    # a photo crop names the photo it was cut from; a drawn scene has none
+    photo = web.truth["kind"] == "photo"
+    assert expected["origin"].filter(photo).to_list() == web.truth["source"].filter(photo).to_list()
+    assert expected["origin"].filter(~photo).null_count() == (~photo).sum()
     assert expected["item_id"].to_list() == web.truth["item_id"].to_list()
     assert expected["url"][0] == "http://127.0.0.1:9" + web.truth["route"][0]
     path = web.write_url_list(tmp_path / f"urls.{suffix}", "http://127.0.0.1:9/")
