@@ -135,14 +135,18 @@ class Runner:
         )  # fmt: skip
 
     def view(self, b: Batch, name: str) -> Any:
-        """A forward that several tasks read, once per batch: "masked" (masked text, and
-        masked regions when MRC is trained) or "frames" (masked text and frames, no
-        region tokens)."""
+        """A forward that several tasks read, once per batch, over the masked text: "masked"
+        (masked regions replaced by the mask token when MRC is trained), "shown" (every
+        region shown) or "frames" (frames, no region tokens)."""
         if self._viewed is not b:
             self._views, self._viewed = {}, b
         if name not in self._views:
             mrc = any(t.name == "mrc" for t in self.tasks)
-            regions = {"masked": "masked" if mrc else "shown", "frames": "none"}[name]
+            if name == "shown" and not mrc:
+                return self.view(b, "masked")  # the same forward
+            regions = {"masked": "masked" if mrc else "shown", "shown": "shown", "frames": "none"}[
+                name
+            ]
             self._views[name] = self.forward(b, b.masked_text, b.text_valid, regions)
         return self._views[name]
 

@@ -109,7 +109,10 @@ class Task:
 
 
 class MLM(Task):
-    name, member = "mlm", "mlm.npz"
+    """Masked tokens from the caption and the whole picture (no region masked for MRC
+    hides what a word names)."""
+
+    name, member, view = "mlm", "mlm.npz", "shown"
 
     def classes(self, corpus: Corpus, vocab: Vocab) -> int:
         return vocab.size
