@@ -1,7 +1,8 @@
 """The reference trainer on several seeds: does a pass hold up, and do the baselines stay put?
 
     .venv/bin/python benchmarks/train_seeds.py demo-out/corpus --seeds 10
-    .venv/bin/python benchmarks/train_seeds.py demo-out/video-corpus --seeds 10 --steps 400
+    .venv/bin/python benchmarks/train_seeds.py demo-out/video-corpus --seeds 10 --steps 400 \
+        --held-out 0.3 --tasks itm,fom,vsm
 
 For each seed (model init, batch order, control draws; the held-out split is the corpus's
 own and stays), `curate train` runs the real model, its blind baseline and the control, and
@@ -43,6 +44,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--held-out", type=float, default=0.2)
+    ap.add_argument("--tasks", default="", help="comma-separated subset (default: all)")
     ap.add_argument("--json", type=Path, help="write every seed's metrics here")
     args = ap.parse_args()
 
@@ -54,7 +57,14 @@ def main() -> int:
           f"{'bar':>7}  verdict")  # fmt: skip
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         t0 = time.perf_counter()
-        settings = TrainSettings(steps=args.steps, seed=seed, progress=False, loader_seconds=0.2)
+        settings = TrainSettings(
+            steps=args.steps,
+            seed=seed,
+            held_out=args.held_out,
+            tasks=tuple(t for t in args.tasks.split(",") if t),
+            progress=False,
+            loader_seconds=0.2,
+        )
         m = train(work, settings)
         runs.append(m)
         for task, e in m["tasks"].items():
